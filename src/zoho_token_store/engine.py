@@ -1,0 +1,123 @@
+"""Turning what the user passed as ``url`` into an Engine that suits a token store.
+
+- No URL: ``ZOHO_TOKEN_STORE_URL``, then ``sqlite:///zohooauth.db``.
+- ``postgresql://`` and ``mysql://`` without a driver get the drivers this
+  package's extras install (psycopg 3 and PyMySQL), so a plain URL works.
+- MySQL and MariaDB connections use ``utf8mb4``, so any Unicode user name fits.
+- A SQLite file gets WAL mode and a busy timeout, so several processes can
+  share it without "database is locked" failures.
+- In-memory SQLite (``sqlite://``) keeps one database for every thread.
+- An ``Engine`` passed in is used as it is: the app keeps its pool and its
+  settings.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Union
+
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import StaticPool
+
+from zoho_token_store.errors import TokenStoreError
+
+__all__ = [
+    "DEFAULT_URL",
+    "URL_ENV_VAR",
+    "MissingDependencyError",
+    "UrlLike",
+    "is_memory_sqlite",
+    "make_engine",
+    "resolve_url",
+]
+
+URL_ENV_VAR = "ZOHO_TOKEN_STORE_URL"
+DEFAULT_URL = "sqlite:///zohooauth.db"
+
+UrlLike = Union[str, URL]
+
+# How long a SQLite writer waits for another process's write to finish.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+_EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
+
+
+class MissingDependencyError(TokenStoreError):
+    """The database driver for the URL is not installed; the message names the extra."""
+
+
+def resolve_url(url: UrlLike | None) -> URL:
+    """Return the URL the store should use: ``url``, the environment variable, or the default.
+
+    Raises :class:`TokenStoreError` for a string that is not a database URL.
+    The message never repeats the string, which may hold a password.
+    """
+    if url is None:
+        url = os.environ.get(URL_ENV_VAR) or DEFAULT_URL
+    if isinstance(url, URL):
+        parsed = url
+    else:
+        try:
+            parsed = make_url(url)
+        except (sa_exc.ArgumentError, ValueError, TypeError) as exc:
+            raise TokenStoreError(
+                "invalid database URL: expected a form such as "
+                "'postgresql://user@host/db', 'mysql://user@host/db' or 'sqlite:///path.db'",
+                cause=exc,
+            ) from None
+    driver = _DEFAULT_DRIVERS.get(parsed.drivername)
+    if driver is not None:
+        parsed = parsed.set(drivername=driver)
+    if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    """True for a SQLite database that lives in this process only."""
+    database = url.database or ""
+    return url.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:") or url.query.get("mode") == "memory"
+    )
+
+
+def make_engine(url: URL, **options: Any) -> Engine:
+    """Create an Engine for ``url`` with the settings a token store needs.
+
+    ``options`` go to :func:`sqlalchemy.create_engine` and win over the
+    defaults here. Statement parameters (token values) are hidden from
+    SQLAlchemy's error messages and logs.
+    """
+    settings: dict[str, Any] = {"hide_parameters": True}
+    backend = url.get_backend_name()
+    if is_memory_sqlite(url):
+        settings.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    elif backend != "sqlite":
+        # Recycle before a server's idle timeout (MySQL's wait_timeout can be
+        # set low) closes a pooled connection under us.
+        settings.update(pool_recycle=3600)
+    settings.update(options)
+    try:
+        engine = create_engine(url, **settings)
+    except (ImportError, sa_exc.NoSuchModuleError) as exc:
+        extra = _EXTRAS.get(backend)
+        hint = f"pip install 'zoho-token-store[{extra}]'" if extra else "install its driver"
+        raise MissingDependencyError(
+            f"no database driver for {url.drivername!r}: {hint}", cause=exc
+        ) from None
+    if backend == "sqlite" and not is_memory_sqlite(url):
+        event.listen(engine, "connect", _tune_sqlite_file)
+    return engine
+
+
+def _tune_sqlite_file(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside one writer; the busy timeout makes a second
+    # writer wait for the first instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS:d}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()

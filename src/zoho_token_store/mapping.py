@@ -1,0 +1,219 @@
+"""Between the SDK's ``OAuthToken`` and rows of the token table.
+
+:func:`read_token` validates what a token carries once, up front, so bad input
+fails with a clear error before any statement runs. :meth:`TokenFields.key` is
+the one place that decides which stored row a token refers to; ``find_token``
+and ``save_token`` both use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Optional
+
+from zoho_token_store._sdk import OAuthToken, UserSignature
+from zoho_token_store.errors import InvalidTokenError
+from zoho_token_store.masking import mask
+
+__all__ = ["LookupKey", "TokenFields", "digest", "fill_missing", "read_token", "to_oauth_token"]
+
+# Limits that keep every backend's behaviour the same: a longer value would be
+# truncated by one backend and refused by another.
+_MAX_SHORT = 255
+_MAX_ID = 64
+_MAX_TOKEN = 1024 * 1024
+# Epoch milliseconds as the SDK writes them: str(int). A canonical form, so the
+# integer column gives back exactly the string that was saved.
+_EXPIRY = re.compile(r"0|[1-9][0-9]{0,17}")
+
+_SECRETS = frozenset({"client_secret", "refresh_token", "access_token", "grant_token"})
+
+
+def digest(value: str) -> str:
+    """The lookup digest of a token value: SHA-256, lowercase hex."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class LookupKey:
+    """Which rows a token refers to: ``column`` equals ``value``."""
+
+    column: str
+    value: str
+
+    def __repr__(self) -> str:
+        shown = mask(self.value) if self.column.endswith("_digest") else repr(self.value)
+        return f"LookupKey({self.column}={shown})"
+
+
+@dataclass(frozen=True)
+class TokenFields:
+    """What one ``OAuthToken`` carries, validated. ``None`` means "not carried".
+
+    The SDK treats an empty string like a missing value in most places, so
+    empty strings are read as ``None`` here, and a save never writes them over
+    a stored value.
+    """
+
+    id: Optional[str] = None  # noqa: UP045  # dataclass fields are evaluated on 3.9
+    user_name: Optional[str] = None  # noqa: UP045
+    client_id: Optional[str] = None  # noqa: UP045
+    client_secret: Optional[str] = None  # noqa: UP045
+    refresh_token: Optional[str] = None  # noqa: UP045
+    access_token: Optional[str] = None  # noqa: UP045
+    grant_token: Optional[str] = None  # noqa: UP045
+    expiry_time: Optional[int] = None  # noqa: UP045
+    redirect_url: Optional[str] = None  # noqa: UP045
+    api_domain: Optional[str] = None  # noqa: UP045
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={mask(v) if f.name in _SECRETS else repr(v)}"
+            for f in fields(self)
+            if (v := getattr(self, f.name)) is not None
+        )
+        return f"TokenFields({shown})"
+
+    @property
+    def has_credential(self) -> bool:
+        """True when the token carries an access, refresh or grant token."""
+        return any(v is not None for v in (self.access_token, self.refresh_token, self.grant_token))
+
+    def key(self) -> LookupKey | None:
+        """The row this token refers to, in the SDK's order of precedence.
+
+        1. the user name;
+        2. the access token, when neither client id nor client secret is given;
+        3. the grant token, else the refresh token, when both client id and
+           client secret are given;
+        4. the id, when none of the above applies (``OAuthToken.revoke`` looks
+           a token up by id alone).
+
+        ``None`` when the token names no row: a lookup then finds nothing,
+        rather than an arbitrary row.
+        """
+        if self.user_name is not None:
+            return LookupKey("user_name", self.user_name)
+        has_id, has_secret = self.client_id is not None, self.client_secret is not None
+        if self.access_token is not None and not has_id and not has_secret:
+            return LookupKey("access_token_digest", digest(self.access_token))
+        if has_id and has_secret:
+            if self.grant_token is not None:
+                return LookupKey("grant_token_digest", digest(self.grant_token))
+            if self.refresh_token is not None:
+                return LookupKey("refresh_token_digest", digest(self.refresh_token))
+        if self.id is not None:
+            return LookupKey("id", self.id)
+        return None
+
+    def column_values(self) -> dict[str, Any]:
+        """The columns this token carries, with their digests; ``id`` excluded."""
+        values = {
+            f.name: value
+            for f in fields(self)
+            if f.name != "id" and (value := getattr(self, f.name)) is not None
+        }
+        for name in ("refresh_token", "access_token", "grant_token"):
+            if name in values:
+                values[f"{name}_digest"] = digest(values[name])
+        return values
+
+
+def read_token(token: object, operation: str) -> TokenFields:
+    """Validate ``token`` and return what it carries.
+
+    Raises :class:`InvalidTokenError`, naming ``operation`` and the field,
+    for anything the store could not keep exactly as given.
+    """
+    if not isinstance(token, OAuthToken):
+        raise InvalidTokenError(
+            f"{operation}: expected an OAuthToken, got {type(token).__name__}"
+        )
+    signature = token.get_user_signature()
+    if signature is not None and not isinstance(signature, UserSignature):
+        raise InvalidTokenError(
+            f"{operation}: user_signature must be a UserSignature, got {type(signature).__name__}"
+        )
+    raw = {
+        "id": token.get_id(),
+        "user_name": signature.get_name() if signature is not None else None,
+        "client_id": token.get_client_id(),
+        "client_secret": token.get_client_secret(),
+        "refresh_token": token.get_refresh_token(),
+        "access_token": token.get_access_token(),
+        "grant_token": token.get_grant_token(),
+        "redirect_url": token.get_redirect_url(),
+        "api_domain": token.get_api_domain(),
+    }
+    values: dict[str, Any] = {name: _text(operation, name, value) for name, value in raw.items()}
+    values["expiry_time"] = _expiry(operation, token.get_expires_in())
+    return TokenFields(**values)
+
+
+def _text(operation: str, name: str, value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidTokenError(f"{operation}: {name} must be a string, got {type(value).__name__}")
+    limit = _MAX_TOKEN if name in _SECRETS or name == "redirect_url" else _MAX_ID if name == "id" else _MAX_SHORT
+    if len(value) > limit:
+        raise InvalidTokenError(
+            f"{operation}: {name} is {len(value)} characters long; the limit is {limit}"
+        )
+    if "\x00" in value:
+        # PostgreSQL cannot store NUL in text, and the others would keep it:
+        # refusing it everywhere keeps the backends alike.
+        raise InvalidTokenError(f"{operation}: {name} contains a NUL character")
+    return value
+
+
+def _expiry(operation: str, value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _EXPIRY.fullmatch(value):
+        shown = f"a {type(value).__name__}" if not isinstance(value, str) else f"{value[:24]!r}"
+        raise InvalidTokenError(
+            f"{operation}: expires_in must be epoch milliseconds as a decimal string, got {shown}"
+        )
+    return int(value)
+
+
+def to_oauth_token(row: Mapping[str, Any]) -> OAuthToken:
+    """A fully populated ``OAuthToken`` from a stored row."""
+    user_name = row["user_name"]
+    token = OAuthToken(
+        client_id=row["client_id"],
+        client_secret=row["client_secret"],
+        grant_token=row["grant_token"],
+        refresh_token=row["refresh_token"],
+        redirect_url=row["redirect_url"],
+        id=row["id"],
+        access_token=row["access_token"],
+        user_signature=UserSignature(user_name) if user_name is not None else None,
+        api_domain=row["api_domain"],
+    )
+    expiry = row["expiry_time"]
+    token.set_expires_in(str(expiry) if expiry is not None else None)
+    return token
+
+
+def fill_missing(token: OAuthToken, row: Mapping[str, Any]) -> None:
+    """Fill the fields ``token`` lacks from ``row``, as the SDK's stores do on a find."""
+    stored = to_oauth_token(row)
+    for getter, setter in (
+        ("get_id", "set_id"),
+        ("get_user_signature", "set_user_signature"),
+        ("get_client_id", "set_client_id"),
+        ("get_client_secret", "set_client_secret"),
+        ("get_refresh_token", "set_refresh_token"),
+        ("get_access_token", "set_access_token"),
+        ("get_grant_token", "set_grant_token"),
+        ("get_expires_in", "set_expires_in"),
+        ("get_redirect_url", "set_redirect_url"),
+        ("get_api_domain", "set_api_domain"),
+    ):
+        if getattr(token, getter)() in (None, ""):
+            getattr(token, setter)(getattr(stored, getter)())

@@ -1,0 +1,251 @@
+"""``SQLAlchemyTokenStore``: the Zoho SDK's ``TokenStore`` on SQLite, PostgreSQL and MySQL."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    delete,
+    func,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy import exc as sa_exc
+
+from zoho_token_store._sdk import OAuthToken, TokenStore
+from zoho_token_store.engine import UrlLike, is_memory_sqlite, make_engine, resolve_url
+from zoho_token_store.errors import (
+    InvalidTokenError,
+    SchemaMissingError,
+    TokenStoreError,
+    wrap_database_error,
+)
+from zoho_token_store.mapping import LookupKey, fill_missing, read_token, to_oauth_token
+from zoho_token_store.models import DEFAULT_TABLE_NAME, token_table, validate_table_name
+
+__all__ = ["SQLAlchemyTokenStore"]
+
+T = TypeVar("T")
+
+# Each save makes at most this many attempts: a second one follows only when
+# another process inserted the same user between our UPDATE and INSERT.
+_SAVE_ATTEMPTS = 2
+
+
+class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is untyped
+    """A Zoho CRM SDK token store in any database SQLAlchemy reaches.
+
+    ``url`` is a URL string, a :class:`sqlalchemy.URL` or an existing
+    :class:`sqlalchemy.Engine` (whose pool the store then shares). Without
+    one, the store reads ``ZOHO_TOKEN_STORE_URL``, then falls back to
+    ``sqlite:///zohooauth.db``. ``table_name`` names the token table.
+    ``engine_options`` go to :func:`sqlalchemy.create_engine` when the store
+    creates the engine.
+
+    The schema comes from the migrations (``zoho-token-store upgrade``,
+    ``alembic upgrade head`` or :func:`zoho_token_store.migrate.upgrade`).
+    The one exception is in-memory SQLite (``sqlite://``), which no other
+    process can reach: there the store creates the schema itself.
+
+    Every method raises :class:`~zoho_token_store.errors.TokenStoreError`, an
+    ``SDKException`` with code ``TOKEN_STORE``, on failure.
+    """
+
+    def __init__(
+        self,
+        url: UrlLike | Engine | None = None,
+        *,
+        table_name: str = DEFAULT_TABLE_NAME,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        try:
+            validate_table_name(table_name)
+        except ValueError as exc:
+            raise TokenStoreError(str(exc)) from None
+        if isinstance(url, Engine):
+            self._engine = url
+            self._owns_engine = False
+        else:
+            self._engine = make_engine(resolve_url(url), **dict(engine_options or {}))
+            self._owns_engine = True
+        self._table: Table = token_table(MetaData(), table_name)
+        memory = is_memory_sqlite(self._engine.url)
+        # In-memory SQLite is one connection shared by every thread; pysqlite
+        # objects must not be used by two threads at once.
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if memory else contextlib.nullcontext()
+        )
+        if memory:
+            self._table.metadata.create_all(self._engine)
+
+    def __repr__(self) -> str:
+        url = self._engine.url.render_as_string(hide_password=True)
+        return f"SQLAlchemyTokenStore(url={url!r}, table_name={self._table.name!r})"
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the store runs on."""
+        return self._engine
+
+    @property
+    def table(self) -> Table:
+        """The token table, as SQLAlchemy Core metadata."""
+        return self._table
+
+    def close(self) -> None:
+        """Release the store's connections, unless the engine was passed in."""
+        if self._owns_engine:
+            self._engine.dispose()
+
+    # The SDK's TokenStore interface ------------------------------------------------
+
+    def find_token(self, token: OAuthToken) -> OAuthToken | None:
+        """Find the stored row ``token`` refers to, fill the token's empty fields from it.
+
+        The row is chosen by :meth:`TokenFields.key`. Returns ``token`` itself,
+        filled in, or ``None`` when no row matches or the token names no row.
+        """
+        key = read_token(token, "find_token").key()
+        if key is None:
+            return None
+        row = self._run("find_token", lambda conn: self._first_row(conn, key))
+        if row is None:
+            return None
+        fill_missing(token, row)
+        return token
+
+    def save_token(self, token: OAuthToken) -> None:
+        """Insert or update the row ``token`` refers to, and set its id on the token.
+
+        An update writes only the fields the token carries, so a save never
+        blanks a stored refresh token. With no matching row, a new row gets
+        the token's id, or a new UUID. A token that carries no access, refresh
+        or grant token is refused, and nothing is written.
+        """
+        fields = read_token(token, "save_token")
+        if not fields.has_credential:
+            raise InvalidTokenError(
+                "save_token: the token carries no access, refresh or grant token"
+            )
+        key = fields.key()
+        values = fields.column_values()
+        for attempt in range(1, _SAVE_ATTEMPTS + 1):
+            try:
+                row_id = self._run("save_token", lambda conn: self._upsert(conn, key, fields.id, values))
+            except TokenStoreError as exc:
+                if attempt < _SAVE_ATTEMPTS and isinstance(exc.cause, sa_exc.IntegrityError):
+                    continue
+                raise
+            if token.get_id() in (None, ""):
+                token.set_id(row_id)
+            return
+
+    def delete_token(self, id: str) -> None:  # noqa: A002  # the SDK's parameter name
+        """Delete the row with this id; an unknown id is not an error."""
+        self._check_id("delete_token", id)
+        table = self._table
+        self._run("delete_token", lambda conn: conn.execute(delete(table).where(table.c.id == id)))
+
+    def get_tokens(self) -> list[OAuthToken]:
+        """Every stored token, fully populated, oldest first."""
+        table = self._table
+        query = select(table).order_by(table.c.created_at, table.c.id)
+        rows = self._run("get_tokens", lambda conn: conn.execute(query).mappings().all())
+        return [to_oauth_token(row) for row in rows]
+
+    def delete_tokens(self) -> None:
+        """Delete every row of this store's table, and nothing else."""
+        table = self._table
+        self._run("delete_tokens", lambda conn: conn.execute(delete(table)))
+
+    def find_token_by_id(self, id: str) -> OAuthToken | None:  # noqa: A002
+        """The stored token with this id, fully populated, or ``None``."""
+        self._check_id("find_token_by_id", id)
+        row = self._run("find_token_by_id", lambda conn: self._first_row(conn, LookupKey("id", id)))
+        return to_oauth_token(row) if row is not None else None
+
+    # Statements --------------------------------------------------------------------
+
+    def _first_row(self, conn: Connection, key: LookupKey) -> Mapping[str, Any] | None:
+        table = self._table
+        query = select(table).where(table.c[key.column] == key.value)
+        if key.column not in ("id", "user_name"):
+            # Token digests are not unique: pick the same row every time.
+            query = query.order_by(table.c.id)
+        return conn.execute(query.limit(1)).mappings().first()
+
+    def _upsert(
+        self, conn: Connection, key: LookupKey | None, token_id: str | None, values: dict[str, Any]
+    ) -> str:
+        """Update the row ``key`` names, else insert one; return the row's id."""
+        table = self._table
+        if key is not None:
+            target = key
+            if key.column not in ("id", "user_name"):
+                found = self._first_row(conn, key)
+                target = LookupKey("id", found["id"]) if found is not None else None
+            if target is not None:
+                row_id = self._update(conn, target, values)
+                if row_id is not None:
+                    return row_id
+        new_id = token_id or str(uuid.uuid4())
+        conn.execute(table.insert().values(id=new_id, **values))
+        return new_id
+
+    def _update(self, conn: Connection, target: LookupKey, values: dict[str, Any]) -> str | None:
+        table = self._table
+        statement = (
+            update(table)
+            .where(table.c[target.column] == target.value)
+            .values(updated_at=func.now(), **values)
+        )
+        if target.column == "id":
+            return target.value if conn.execute(statement).rowcount else None
+        if conn.dialect.update_returning:
+            return conn.execute(statement.returning(table.c.id)).scalar_one_or_none()
+        # MySQL and MariaDB have no UPDATE ... RETURNING: read the id of the
+        # (unique) user name in the same transaction.
+        if not conn.execute(statement).rowcount:
+            return None
+        return conn.execute(
+            select(table.c.id).where(table.c[target.column] == target.value)
+        ).scalar_one()
+
+    # The one boundary where database errors become TokenStoreError ------------------
+
+    def _run(self, operation: str, work: Callable[[Connection], T]) -> T:
+        try:
+            with self._lock, self._engine.begin() as conn:
+                return work(conn)
+        except sa_exc.SQLAlchemyError as exc:
+            if isinstance(exc, (sa_exc.ProgrammingError, sa_exc.OperationalError)):
+                self._raise_if_schema_missing(operation)
+            raise wrap_database_error(operation, exc) from exc
+
+    def _raise_if_schema_missing(self, operation: str) -> None:
+        try:
+            with self._engine.connect() as conn:
+                present = inspect(conn).has_table(self._table.name)
+        except sa_exc.SQLAlchemyError:
+            return  # The database itself is the problem; report the first error.
+        if not present:
+            raise SchemaMissingError(
+                f"{operation}: the table {self._table.name!r} does not exist in "
+                f"{self._engine.url.render_as_string(hide_password=True)}; create it with "
+                "`zoho-token-store upgrade` or `alembic upgrade head`"
+            )
+
+    @staticmethod
+    def _check_id(operation: str, id: object) -> None:  # noqa: A002
+        if not isinstance(id, str) or id == "":
+            got = "an empty string" if id == "" else type(id).__name__
+            raise InvalidTokenError(f"{operation}: id must be a non-empty string, got {got}")
