@@ -57,7 +57,9 @@ def _configure(**kwargs: Any) -> None:
 
 
 def _url() -> str:
-    url = x_args.get("url") or os.environ.get(URL_ENV_VAR) or config.get_main_option("sqlalchemy.url")
+    url = (
+        x_args.get("url") or os.environ.get(URL_ENV_VAR) or config.get_main_option("sqlalchemy.url")
+    )
     return resolve_url(url).render_as_string(hide_password=False)
 
 

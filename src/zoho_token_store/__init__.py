@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
+from zoho_token_store.engine import MissingDependencyError
 from zoho_token_store.errors import (
     DatabaseError,
     InvalidTokenError,
     SchemaMissingError,
     TokenStoreError,
 )
-from zoho_token_store.engine import MissingDependencyError
 from zoho_token_store.models import OAuthTokenRow
 from zoho_token_store.store import SQLAlchemyTokenStore
 

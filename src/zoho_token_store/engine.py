@@ -40,7 +40,11 @@ UrlLike = Union[str, URL]
 # How long a SQLite writer waits for another process's write to finish.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+_DEFAULT_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
 _EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
 
 

@@ -22,7 +22,7 @@ __all__ = [
     "wrap_database_error",
 ]
 
-TOKEN_STORE = "TOKEN_STORE"
+TOKEN_STORE = "TOKEN_STORE"  # noqa: S105  # the SDK's error code, not a password
 
 
 class TokenStoreError(SDKException):  # type: ignore[misc]  # the SDK is untyped
@@ -59,15 +59,23 @@ def wrap_database_error(operation: str, error: sa_exc.SQLAlchemyError) -> Databa
     """
     if isinstance(error, sa_exc.StatementError):
         error.hide_parameters = True
-    detail = type(error.orig).__name__ if isinstance(error, sa_exc.DBAPIError) else type(error).__name__
+    detail = (
+        type(error.orig).__name__ if isinstance(error, sa_exc.DBAPIError) else type(error).__name__
+    )
     first_line = _first_line(error)
-    message = f"{operation} failed: {detail}: {first_line}" if first_line else f"{operation} failed: {detail}"
+    message = (
+        f"{operation} failed: {detail}: {first_line}"
+        if first_line
+        else f"{operation} failed: {detail}"
+    )
     return DatabaseError(message, cause=error)
 
 
 def _first_line(error: sa_exc.SQLAlchemyError) -> str:
     # The driver's own message, without SQLAlchemy's "[SQL: ...]" tail. Driver
     # messages name columns and constraints, not the bound values.
-    source: BaseException = error.orig if isinstance(error, sa_exc.DBAPIError) and error.orig else error
+    source: BaseException = (
+        error.orig if isinstance(error, sa_exc.DBAPIError) and error.orig else error
+    )
     text = str(source).strip().splitlines()
     return text[0][:300] if text else ""

@@ -45,21 +45,45 @@ _TOO_MANY_REQUESTS = {
     "error_description": "You have made too many requests continuously. "
     "Please try again after some time.",
 }
-_INVALID_TOKEN = {"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token",
-                  "status": "error"}
-_NO_AUTH = {"code": "AUTHENTICATION_FAILURE", "details": {}, "message": "Authentication failed",
-            "status": "error"}
-_BAD_URL = {"code": "INVALID_URL_PATTERN", "details": {},
-            "message": "Please check if the URL trying to access is a correct one", "status": "error"}
-_NO_FIELDS = {"code": "REQUIRED_PARAM_MISSING", "details": {"param": "fields"},
-              "message": "One of the expected parameter is missing", "status": "error"}
+_INVALID_TOKEN = {
+    "code": "INVALID_TOKEN",
+    "details": {},
+    "message": "invalid oauth token",
+    "status": "error",
+}
+_NO_AUTH = {
+    "code": "AUTHENTICATION_FAILURE",
+    "details": {},
+    "message": "Authentication failed",
+    "status": "error",
+}
+_BAD_URL = {
+    "code": "INVALID_URL_PATTERN",
+    "details": {},
+    "message": "Please check if the URL trying to access is a correct one",
+    "status": "error",
+}
+_NO_FIELDS = {
+    "code": "REQUIRED_PARAM_MISSING",
+    "details": {"param": "fields"},
+    "message": "One of the expected parameter is missing",
+    "status": "error",
+}
 
 _LEADS_FIELDS = ("Last_Name", "Email", "Company")
 _LEADS = (
-    {"id": "4876876000000333001", "Last_Name": "Lovelace", "Email": "ada@example.com",
-     "Company": "Analytical Engines"},
-    {"id": "4876876000000333002", "Last_Name": "Hopper", "Email": "grace@example.com",
-     "Company": "Compilers Inc"},
+    {
+        "id": "4876876000000333001",
+        "Last_Name": "Lovelace",
+        "Email": "ada@example.com",
+        "Company": "Analytical Engines",
+    },
+    {
+        "id": "4876876000000333002",
+        "Last_Name": "Hopper",
+        "Email": "grace@example.com",
+        "Company": "Compilers Inc",
+    },
 )
 
 
@@ -122,8 +146,14 @@ class FakeZoho:
     one lock guards all state.
     """
 
-    def __init__(self, *, clock: Clock = time.time, access_token_lifetime: int = 3600,
-                 grant_token_lifetime: int = 180, org_id: str = "80001234") -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.time,
+        access_token_lifetime: int = 3600,
+        grant_token_lifetime: int = 180,
+        org_id: str = "80001234",
+    ) -> None:
         self.clock = clock
         self.access_token_lifetime = access_token_lifetime
         self.grant_token_lifetime = grant_token_lifetime
@@ -188,7 +218,9 @@ class FakeZoho:
 
     # -- set-up by tests ----------------------------------------------------------
 
-    def add_client(self, client_id: str, client_secret: str, redirect_url: str | None = None) -> None:
+    def add_client(
+        self, client_id: str, client_secret: str, redirect_url: str | None = None
+    ) -> None:
         with self._lock:
             self._clients[client_id] = (client_secret, redirect_url)
 
@@ -197,7 +229,9 @@ class FakeZoho:
         with self._lock:
             return self._user_ids.setdefault(email, str(4876876000000225001 + len(self._user_ids)))
 
-    def issue_grant_token(self, client_id: str, user_email: str, *, lifetime: float | None = None) -> str:
+    def issue_grant_token(
+        self, client_id: str, user_email: str, *, lifetime: float | None = None
+    ) -> str:
         """A single-use grant token (authorization code) of ``client_id`` for ``user_email``."""
         self.add_user(user_email)
         with self._lock:
@@ -223,8 +257,11 @@ class FakeZoho:
     def refresh_tokens(self, client_id: str, user_email: str) -> list[str]:
         """The live refresh tokens of a client and user, oldest first."""
         with self._lock:
-            return [t.value for t in self._refresh_tokens.values()
-                    if (t.client_id, t.email) == (client_id, user_email)]
+            return [
+                t.value
+                for t in self._refresh_tokens.values()
+                if (t.client_id, t.email) == (client_id, user_email)
+            ]
 
     def access_tokens(self, refresh_token: str) -> list[str]:
         """The live (issued, unexpired, not dropped) access tokens of a refresh token, oldest first."""
@@ -289,8 +326,12 @@ class FakeZoho:
         live.append(token)
         owner.access_tokens = live
         self._access_tokens[token] = (owner, self.clock() + self.access_token_lifetime)
-        return {"access_token": token, "api_domain": self.api_url, "token_type": "Bearer",
-                "expires_in": self.access_token_lifetime}
+        return {
+            "access_token": token,
+            "api_domain": self.api_url,
+            "token_type": "Bearer",
+            "expires_in": self.access_token_lifetime,
+        }
 
     def _revoke(self, owner: _RefreshToken) -> None:
         del self._refresh_tokens[owner.value]
@@ -303,9 +344,15 @@ class FakeZoho:
 
     # -- the CRM API -----------------------------------------------------------------
 
-    def _crm(self, path: str, query: dict[str, str], authorization: str | None) -> tuple[int, _Json]:
+    def _crm(
+        self, path: str, query: dict[str, str], authorization: str | None
+    ) -> tuple[int, _Json]:
         prefix = "Zoho-oauthtoken "
-        token = authorization[len(prefix):] if authorization and authorization.startswith(prefix) else None
+        token = (
+            authorization[len(prefix) :]
+            if authorization and authorization.startswith(prefix)
+            else None
+        )
         owner = self._access_tokens[token][0] if token is not None and self._live(token) else None
         if token is None:
             status, body = 401, _NO_AUTH
@@ -318,29 +365,64 @@ class FakeZoho:
 
     def _crm_resource(self, path: str, query: dict[str, str], email: str) -> tuple[int, _Json]:
         if path == "/crm/v8/users" and query.get("type") == "CurrentUser":
-            user = {"id": self._user_ids[email], "email": email, "full_name": email.split("@")[0],
-                    "status": "active"}
-            return 200, {"users": [user], "info": {"per_page": 200, "count": 1, "page": 1,
-                                                   "more_records": False}}
+            user = {
+                "id": self._user_ids[email],
+                "email": email,
+                "full_name": email.split("@")[0],
+                "status": "active",
+            }
+            return 200, {
+                "users": [user],
+                "info": {"per_page": 200, "count": 1, "page": 1, "more_records": False},
+            }
         if path == "/crm/v8/org":
-            return 200, {"org": [{"id": f"{self.org_id}000", "zgid": self.org_id,
-                                  "company_name": "Fake Zoho Org"}]}
+            return 200, {
+                "org": [
+                    {
+                        "id": f"{self.org_id}000",
+                        "zgid": self.org_id,
+                        "company_name": "Fake Zoho Org",
+                    }
+                ]
+            }
         if path == "/crm/v8/settings/fields" and query.get("module") == "Leads":
-            return 200, {"fields": [{"api_name": name, "data_type": "text", "json_type": "string",
-                                     "system_mandatory": name == "Last_Name", "custom_field": False}
-                                    for name in _LEADS_FIELDS]}
+            return 200, {
+                "fields": [
+                    {
+                        "api_name": name,
+                        "data_type": "text",
+                        "json_type": "string",
+                        "system_mandatory": name == "Last_Name",
+                        "custom_field": False,
+                    }
+                    for name in _LEADS_FIELDS
+                ]
+            }
         if path == "/crm/v8/Leads":
             wanted = [f for f in query.get("fields", "").split(",") if f in _LEADS_FIELDS]
             if not wanted:
                 return 400, _NO_FIELDS
             data = [{"id": lead["id"], **{f: lead[f] for f in wanted}} for lead in _LEADS]
-            return 200, {"data": data, "info": {"per_page": 200, "count": len(data), "page": 1,
-                                                "sort_by": "id", "sort_order": "desc",
-                                                "more_records": False}}
+            return 200, {
+                "data": data,
+                "info": {
+                    "per_page": 200,
+                    "count": len(data),
+                    "page": 1,
+                    "sort_by": "id",
+                    "sort_order": "desc",
+                    "more_records": False,
+                },
+            }
         return 404, _BAD_URL
 
-    def _handle(self, method: str, raw_path: str, body: str, authorization: str | None,
-                ) -> tuple[int, _Json]:
+    def _handle(
+        self,
+        method: str,
+        raw_path: str,
+        body: str,
+        authorization: str | None,
+    ) -> tuple[int, _Json]:
         url = urlsplit(raw_path)
         # Zoho reads OAuth parameters from the query string as well as the form body.
         params = dict(parse_qsl(url.query))
@@ -348,7 +430,11 @@ class FakeZoho:
         token_path = urlsplit(self.accounts_url).path
         with self._lock:
             if method == "POST" and url.path == token_path:
-                kind, status, reply = params.get("grant_type", "-"), 200, self._token_endpoint(params)
+                kind, status, reply = (
+                    params.get("grant_type", "-"),
+                    200,
+                    self._token_endpoint(params),
+                )
             elif method == "POST" and url.path == f"{token_path}/revoke":
                 owner = self._refresh_tokens.get(params.get("token", ""))
                 if owner is not None:
@@ -382,8 +468,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8") if length else ""
-        status, reply = self.server.fake._handle(method, self.path, body,
-                                                 self.headers.get("Authorization"))
+        status, reply = self.server.fake._handle(
+            method, self.path, body, self.headers.get("Authorization")
+        )
         payload = json.dumps(reply).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json;charset=UTF-8")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Optional
+
+from sqlalchemy import RowMapping
 
 from zoho_token_store._sdk import OAuthToken, UserSignature
 from zoho_token_store.errors import InvalidTokenError
@@ -129,9 +130,7 @@ def read_token(token: object, operation: str) -> TokenFields:
     for anything the store could not keep exactly as given.
     """
     if not isinstance(token, OAuthToken):
-        raise InvalidTokenError(
-            f"{operation}: expected an OAuthToken, got {type(token).__name__}"
-        )
+        raise InvalidTokenError(f"{operation}: expected an OAuthToken, got {type(token).__name__}")
     signature = token.get_user_signature()
     if signature is not None and not isinstance(signature, UserSignature):
         raise InvalidTokenError(
@@ -158,7 +157,13 @@ def _text(operation: str, name: str, value: object) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidTokenError(f"{operation}: {name} must be a string, got {type(value).__name__}")
-    limit = _MAX_TOKEN if name in _SECRETS or name == "redirect_url" else _MAX_ID if name == "id" else _MAX_SHORT
+    limit = (
+        _MAX_TOKEN
+        if name in _SECRETS or name == "redirect_url"
+        else _MAX_ID
+        if name == "id"
+        else _MAX_SHORT
+    )
     if len(value) > limit:
         raise InvalidTokenError(
             f"{operation}: {name} is {len(value)} characters long; the limit is {limit}"
@@ -181,7 +186,7 @@ def _expiry(operation: str, value: object) -> int | None:
     return int(value)
 
 
-def to_oauth_token(row: Mapping[str, Any]) -> OAuthToken:
+def to_oauth_token(row: RowMapping) -> OAuthToken:
     """A fully populated ``OAuthToken`` from a stored row."""
     user_name = row["user_name"]
     token = OAuthToken(
@@ -200,7 +205,7 @@ def to_oauth_token(row: Mapping[str, Any]) -> OAuthToken:
     return token
 
 
-def fill_missing(token: OAuthToken, row: Mapping[str, Any]) -> None:
+def fill_missing(token: OAuthToken, row: RowMapping) -> None:
     """Fill the fields ``token`` lacks from ``row``, as the SDK's stores do on a find."""
     stored = to_oauth_token(row)
     for getter, setter in (

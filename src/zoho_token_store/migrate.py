@@ -83,7 +83,9 @@ def downgrade(
     _with_config(url, table_name, lambda config: command.downgrade(config, revision))
 
 
-def current(url: UrlLike | Engine | None = None, *, table_name: str = DEFAULT_TABLE_NAME) -> str | None:
+def current(
+    url: UrlLike | Engine | None = None, *, table_name: str = DEFAULT_TABLE_NAME
+) -> str | None:
     """The revision the database is at, or ``None`` before the first upgrade."""
     engine = url if isinstance(url, Engine) else make_engine(resolve_url(url))
     try:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     MetaData,
+    RowMapping,
     Table,
     delete,
     func,
@@ -140,7 +141,9 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         values = fields.column_values()
         for attempt in range(1, _SAVE_ATTEMPTS + 1):
             try:
-                row_id = self._run("save_token", lambda conn: self._upsert(conn, key, fields.id, values))
+                row_id = self._run(
+                    "save_token", lambda conn: self._upsert(conn, key, fields.id, values)
+                )
             except TokenStoreError as exc:
                 if attempt < _SAVE_ATTEMPTS and isinstance(exc.cause, sa_exc.IntegrityError):
                     continue
@@ -149,7 +152,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
                 token.set_id(row_id)
             return
 
-    def delete_token(self, id: str) -> None:  # noqa: A002  # the SDK's parameter name
+    def delete_token(self, id: str) -> None:
         """Delete the row with this id; an unknown id is not an error."""
         self._check_id("delete_token", id)
         table = self._table
@@ -167,7 +170,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         table = self._table
         self._run("delete_tokens", lambda conn: conn.execute(delete(table)))
 
-    def find_token_by_id(self, id: str) -> OAuthToken | None:  # noqa: A002
+    def find_token_by_id(self, id: str) -> OAuthToken | None:
         """The stored token with this id, fully populated, or ``None``."""
         self._check_id("find_token_by_id", id)
         row = self._run("find_token_by_id", lambda conn: self._first_row(conn, LookupKey("id", id)))
@@ -175,7 +178,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
 
     # Statements --------------------------------------------------------------------
 
-    def _first_row(self, conn: Connection, key: LookupKey) -> Mapping[str, Any] | None:
+    def _first_row(self, conn: Connection, key: LookupKey) -> RowMapping | None:
         table = self._table
         query = select(table).where(table.c[key.column] == key.value)
         if key.column not in ("id", "user_name"):
@@ -189,19 +192,26 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         """Update the row ``key`` names, else insert one; return the row's id."""
         table = self._table
         if key is not None:
-            target = key
+            target: LookupKey | None = key
             if key.column not in ("id", "user_name"):
                 found = self._first_row(conn, key)
                 target = LookupKey("id", found["id"]) if found is not None else None
             if target is not None:
-                row_id = self._update(conn, target, values)
+                row_id = self._update(conn, target, values, token_id)
                 if row_id is not None:
                     return row_id
         new_id = token_id or str(uuid.uuid4())
         conn.execute(table.insert().values(id=new_id, **values))
         return new_id
 
-    def _update(self, conn: Connection, target: LookupKey, values: dict[str, Any]) -> str | None:
+    def _update(
+        self, conn: Connection, target: LookupKey, values: dict[str, Any], token_id: str | None
+    ) -> str | None:
+        """Update the row ``target`` names; return its id, or ``None`` if there is none.
+
+        When the token already carries an id, that is what is returned: the
+        caller only needs an id to give a token that lacks one.
+        """
         table = self._table
         statement = (
             update(table)
@@ -211,14 +221,21 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         if target.column == "id":
             return target.value if conn.execute(statement).rowcount else None
         if conn.dialect.update_returning:
-            return conn.execute(statement.returning(table.c.id)).scalar_one_or_none()
+            returned: str | None = conn.execute(
+                statement.returning(table.c.id)
+            ).scalar_one_or_none()
+            return returned
         # MySQL and MariaDB have no UPDATE ... RETURNING: read the id of the
-        # (unique) user name in the same transaction.
+        # (unique) user name in the same transaction, and only when the token
+        # lacks one. The SDK's saves carry the id the store gave them.
         if not conn.execute(statement).rowcount:
             return None
-        return conn.execute(
+        if token_id is not None:
+            return token_id
+        row_id: str = conn.execute(
             select(table.c.id).where(table.c[target.column] == target.value)
         ).scalar_one()
+        return row_id
 
     # The one boundary where database errors become TokenStoreError ------------------
 
@@ -245,7 +262,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             )
 
     @staticmethod
-    def _check_id(operation: str, id: object) -> None:  # noqa: A002
+    def _check_id(operation: str, id: object) -> None:
         if not isinstance(id, str) or id == "":
             got = "an empty string" if id == "" else type(id).__name__
             raise InvalidTokenError(f"{operation}: id must be a non-empty string, got {got}")

@@ -1,0 +1,148 @@
+"""The ``backend`` fixture: every contract test runs on every database.
+
+Server URLs come from environment variables with defaults that match a local
+install (PostgreSQL and MariaDB on 127.0.0.1, trust auth):
+
+- ``ZTS_TEST_POSTGRES_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``)
+- ``ZTS_TEST_MYSQL_URL`` (default ``mysql+pymysql://root@127.0.0.1:3306/test``)
+
+A server that cannot be reached skips its tests with the reason, unless
+``ZTS_REQUIRE_BACKENDS=1`` (as in CI), where it fails them instead.
+
+Each pytest-xdist worker works in a table of its own, so workers never see
+each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, event, text
+
+from zoho_token_store import SQLAlchemyTokenStore, migrate
+from zoho_token_store.engine import make_engine, resolve_url
+
+SERVER_URLS = {
+    "postgresql": os.environ.get(
+        "ZTS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    "mariadb": os.environ.get("ZTS_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+BACKENDS = ["sqlite", "sqlite_memory", "postgresql", "mariadb"]
+# Backends whose schema comes from the migrations (in-memory SQLite makes its own).
+MIGRATED_BACKENDS = ["sqlite", "postgresql", "mariadb"]
+REQUIRE_BACKENDS = os.environ.get("ZTS_REQUIRE_BACKENDS") == "1"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One database under test: where it is and which table this worker uses."""
+
+    name: str
+    url: str
+    table_name: str
+
+    def store(self) -> SQLAlchemyTokenStore:
+        return SQLAlchemyTokenStore(self.url, table_name=self.table_name)
+
+
+def _worker_table(prefix: str = "tok") -> str:
+    return f"{prefix}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+
+
+def _require_reachable(name: str, url: str) -> None:
+    engine = make_engine(resolve_url(url))
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = f"{name} at {url} is not reachable: {type(exc).__name__}"
+        if REQUIRE_BACKENDS:
+            pytest.fail(reason + " (ZTS_REQUIRE_BACKENDS=1: every backend must run)")
+        pytest.skip(reason)
+    finally:
+        engine.dispose()
+
+
+def server_url(name: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database URL for ``name``; a fresh SQLite file per session for ``sqlite``."""
+    if name == "sqlite":
+        path: Path = tmp_path_factory.mktemp("sqlite") / "tokens.db"
+        return f"sqlite:///{path}"
+    if name == "sqlite_memory":
+        return "sqlite://"
+    url = SERVER_URLS[name]
+    _require_reachable(name, url)
+    return url
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backend:
+    """Each database, migrated to head once per session in this worker's table."""
+    name: str = request.param
+    url = server_url(name, tmp_path_factory)
+    table = _worker_table()
+    if name != "sqlite_memory":
+        migrate.downgrade(url, "base", table_name=table)
+        migrate.upgrade(url, table_name=table)
+    return Backend(name, url, table)
+
+
+@pytest.fixture(scope="session", params=MIGRATED_BACKENDS)
+def migrated_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Backend:
+    """A database whose schema comes from the migrations, with a table of its own."""
+    name: str = request.param
+    return Backend(name, server_url(name, tmp_path_factory), _worker_table("mig"))
+
+
+@pytest.fixture(scope="session")
+def _session_stores() -> Iterator[dict[Backend, SQLAlchemyTokenStore]]:
+    stores: dict[Backend, SQLAlchemyTokenStore] = {}
+    yield stores
+    for store in stores.values():
+        store.close()
+
+
+@pytest.fixture
+def store(
+    backend: Backend, _session_stores: dict[Backend, SQLAlchemyTokenStore]
+) -> SQLAlchemyTokenStore:
+    """A store on ``backend`` whose table starts empty."""
+    if backend not in _session_stores:
+        _session_stores[backend] = backend.store()
+    token_store = _session_stores[backend]
+    token_store.delete_tokens()
+    return token_store
+
+
+class StatementLog:
+    """The SQL statements an engine ran while :meth:`recording`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+
+    def _before(self, _conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        self.statements.append(statement.split(None, 1)[0].upper())
+
+    @contextmanager
+    def recording(self) -> Iterator[list[str]]:
+        self.statements = []
+        event.listen(self.engine, "before_cursor_execute", self._before)
+        try:
+            yield self.statements
+        finally:
+            event.remove(self.engine, "before_cursor_execute", self._before)
+
+
+@pytest.fixture
+def statements(store: SQLAlchemyTokenStore) -> StatementLog:
+    """Records the first word of each statement the store runs."""
+    return StatementLog(store.engine)
