@@ -7,8 +7,8 @@
 - A SQLite file gets WAL mode and a busy timeout, so several processes can
   share it without "database is locked" failures.
 - In-memory SQLite (``sqlite://``) keeps one database for every thread.
-- An ``Engine`` passed in is used as it is: the app keeps its pool and its
-  settings.
+- Statements run in autocommit mode: one round trip each.
+- An ``Engine`` passed in keeps its pool and its settings.
 """
 
 from __future__ import annotations
@@ -94,7 +94,15 @@ def make_engine(url: URL, **options: Any) -> Engine:
     defaults here. Statement parameters (token values) are hidden from
     SQLAlchemy's error messages and logs.
     """
-    settings: dict[str, Any] = {"hide_parameters": True}
+    settings: dict[str, Any] = {
+        "hide_parameters": True,
+        # Every statement of the store is a whole unit of work by itself, so
+        # it runs in autocommit mode: a lookup is one round trip, with no
+        # BEGIN before it and no ROLLBACK when its connection goes back to the
+        # pool, and an update commits with no separate COMMIT.
+        "isolation_level": "AUTOCOMMIT",
+        "skip_autocommit_rollback": True,
+    }
     backend = url.get_backend_name()
     if is_memory_sqlite(url):
         settings.update(poolclass=StaticPool, connect_args={"check_same_thread": False})

@@ -37,9 +37,8 @@ __all__ = ["SQLAlchemyTokenStore"]
 
 T = TypeVar("T")
 
-# Each save makes at most this many attempts: a second one follows only when
-# another process inserted the same user between our UPDATE and INSERT.
-_SAVE_ATTEMPTS = 2
+# Each operation makes at most this many attempts; see _run.
+_ATTEMPTS = 2
 
 
 class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is untyped
@@ -72,8 +71,11 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             validate_table_name(table_name)
         except ValueError as exc:
             raise TokenStoreError(str(exc)) from None
+        self._engine: Engine
         if isinstance(url, Engine):
-            self._engine = url
+            # The app's engine keeps its settings; the store's statements run
+            # in autocommit mode on it as on its own engines (see engine.py).
+            self._engine = url.execution_options(isolation_level="AUTOCOMMIT")
             self._owns_engine = False
         else:
             self._engine = make_engine(resolve_url(url), **dict(engine_options or {}))
@@ -137,20 +139,16 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             raise InvalidTokenError(
                 "save_token: the token carries no access, refresh or grant token"
             )
-        key = fields.key()
+        # Chosen once, so that a retry after a lost acknowledgement finds the
+        # row the first attempt inserted instead of inserting a second one.
+        new_id = fields.id or str(uuid.uuid4())
+        key = fields.key() or LookupKey("id", new_id)
         values = fields.column_values()
-        for attempt in range(1, _SAVE_ATTEMPTS + 1):
-            try:
-                row_id = self._run(
-                    "save_token", lambda conn: self._upsert(conn, key, fields.id, values)
-                )
-            except TokenStoreError as exc:
-                if attempt < _SAVE_ATTEMPTS and isinstance(exc.cause, sa_exc.IntegrityError):
-                    continue
-                raise
-            if token.get_id() in (None, ""):
-                token.set_id(row_id)
-            return
+        row_id = self._run(
+            "save_token", lambda conn: self._upsert(conn, key, new_id, fields.id, values), save=True
+        )
+        if token.get_id() in (None, ""):
+            token.set_id(row_id)
 
     def delete_token(self, id: str) -> None:
         """Delete the row with this id; an unknown id is not an error."""
@@ -187,21 +185,29 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         return conn.execute(query.limit(1)).mappings().first()
 
     def _upsert(
-        self, conn: Connection, key: LookupKey | None, token_id: str | None, values: dict[str, Any]
+        self,
+        conn: Connection,
+        key: LookupKey,
+        new_id: str,
+        token_id: str | None,
+        values: dict[str, Any],
     ) -> str:
-        """Update the row ``key`` names, else insert one; return the row's id."""
-        table = self._table
-        if key is not None:
-            target: LookupKey | None = key
-            if key.column not in ("id", "user_name"):
-                found = self._first_row(conn, key)
-                target = LookupKey("id", found["id"]) if found is not None else None
-            if target is not None:
-                row_id = self._update(conn, target, values, token_id)
-                if row_id is not None:
-                    return row_id
-        new_id = token_id or str(uuid.uuid4())
-        conn.execute(table.insert().values(id=new_id, **values))
+        """Update the row ``key`` names, else insert one as ``new_id``; return the row's id.
+
+        Each statement commits by itself (the store's connections are in
+        autocommit mode): an update is one atomic statement, and an insert
+        that loses a race to another process's insert of the same user fails
+        on the unique index, whereupon :meth:`_run` tries again and updates.
+        """
+        target: LookupKey | None = key
+        if key.column not in ("id", "user_name"):
+            found = self._first_row(conn, key)
+            target = LookupKey("id", found["id"]) if found is not None else None
+        if target is not None:
+            row_id = self._update(conn, target, values, token_id)
+            if row_id is not None:
+                return row_id
+        conn.execute(self._table.insert().values(id=new_id, **values))
         return new_id
 
     def _update(
@@ -239,14 +245,34 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
 
     # The one boundary where database errors become TokenStoreError ------------------
 
-    def _run(self, operation: str, work: Callable[[Connection], T]) -> T:
-        try:
-            with self._lock, self._engine.begin() as conn:
-                return work(conn)
-        except sa_exc.SQLAlchemyError as exc:
-            if isinstance(exc, (sa_exc.ProgrammingError, sa_exc.OperationalError)):
-                self._raise_if_schema_missing(operation)
-            raise wrap_database_error(operation, exc) from exc
+    def _run(self, operation: str, work: Callable[[Connection], T], *, save: bool = False) -> T:
+        """Run ``work`` on a pooled connection; wrap any database error.
+
+        Every operation of the store is idempotent, so ``work`` is run a
+        second time when the first attempt lost its connection (a server
+        restart, a killed session, a network cut): the pool then replaces
+        every connection older than the failure. A save is also run again
+        when its insert lost a race on the unique user name.
+        """
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with self._lock, self._engine.connect() as conn:
+                    return work(conn)
+            except sa_exc.DBAPIError as exc:
+                retry = exc.connection_invalidated or (
+                    save and isinstance(exc, sa_exc.IntegrityError)
+                )
+                if attempt < _ATTEMPTS and retry:
+                    continue
+                raise self._error(operation, exc) from exc
+            except sa_exc.SQLAlchemyError as exc:
+                raise self._error(operation, exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _error(self, operation: str, exc: sa_exc.SQLAlchemyError) -> TokenStoreError:
+        if isinstance(exc, (sa_exc.ProgrammingError, sa_exc.OperationalError)):
+            self._raise_if_schema_missing(operation)
+        return wrap_database_error(operation, exc)
 
     def _raise_if_schema_missing(self, operation: str) -> None:
         try:
