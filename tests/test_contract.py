@@ -124,15 +124,27 @@ def test_find_token_returns_none_when_nothing_matches(store):
     assert store.find_token(make_token(access="1000.unknown")) is None
 
 
-def test_find_token_keeps_the_fields_the_token_already_has(store):
-    store.save_token(full_token("ann@example.com"))
-    probe = make_token(user="ann@example.com", access="1000.my-own-access", expires="42")
+def test_find_token_keeps_its_own_access_token_when_it_expires_no_earlier(store):
+    store.save_token(full_token("ann@example.com", expires="1893456000000"))
+    probe = make_token(user="ann@example.com", access="1000.my-own-access", expires="1893456000000")
 
     found = store.find_token(probe)
 
     assert found.get_access_token() == "1000.my-own-access"
-    assert found.get_expires_in() == "42"
+    assert found.get_expires_in() == "1893456000000"
     assert found.get_refresh_token() == full_token("ann@example.com").get_refresh_token()
+
+
+def test_find_token_adopts_a_stored_access_token_that_expires_later(store):
+    # Another worker refreshed and saved: this worker's copy converges on it.
+    newer = full_token("ann@example.com", 2, expires="1893459600000")
+    store.save_token(newer)
+    probe = make_token(user="ann@example.com", access="1000.stale-access", expires="1893456000000")
+
+    found = store.find_token(probe)
+
+    assert found.get_access_token() == newer.get_access_token()
+    assert found.get_expires_in() == "1893459600000"
 
 
 def test_find_token_is_one_select(store, statements: StatementLog):
@@ -279,10 +291,10 @@ def test_save_token_update_of_a_token_without_id_reads_the_id_only_without_retur
 
 
 def test_expiry_round_trips_exactly_as_the_sdk_writes_it(store):
+    # get_tokens returns stored values untouched by refresh coordination.
     for expires in ("0", "5000", "1893456000000", "999999999999999999"):
-        token = full_token("ann@example.com", expires=expires)
-        store.save_token(token)
-        assert store.find_token_by_id(token.get_id()).get_expires_in() == expires
+        store.save_token(full_token("ann@example.com", expires=expires))
+        assert [t.get_expires_in() for t in store.get_tokens()] == [expires]
 
 
 def test_concurrent_first_saves_of_one_user_make_one_row(backend: Backend, store):

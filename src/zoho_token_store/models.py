@@ -11,6 +11,8 @@ data and tooling carry over, and adds what a production store needs:
   processes save the same new user at the same moment.
 - ``expiry_time`` is an integer of epoch milliseconds, so that the database can
   compare expiries; the SDK's string form round-trips exactly.
+- ``issued_at`` (when the current access token was saved) and
+  ``refresh_lease_until`` coordinate refreshes across processes (refresh.py).
 - ``created_at`` and ``updated_at``, for operators.
 """
 
@@ -96,6 +98,9 @@ def token_table(metadata: MetaData, name: str = DEFAULT_TABLE_NAME) -> Table:
         Column("refresh_token_digest", String(DIGEST_LENGTH), nullable=True),
         Column("access_token_digest", String(DIGEST_LENGTH), nullable=True),
         Column("grant_token_digest", String(DIGEST_LENGTH), nullable=True),
+        # Refresh coordination (refresh.py), both in epoch ms on the database's clock.
+        Column("issued_at", BigInteger, nullable=True),
+        Column("refresh_lease_until", BigInteger, nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Index(f"ix_{name}_user_name", "user_name", unique=True),
@@ -138,6 +143,8 @@ class OAuthTokenRow(TokenBase):
     refresh_token_digest: Mapped[Optional[str]]  # noqa: UP045
     access_token_digest: Mapped[Optional[str]]  # noqa: UP045
     grant_token_digest: Mapped[Optional[str]]  # noqa: UP045
+    issued_at: Mapped[Optional[int]]  # noqa: UP045
+    refresh_lease_until: Mapped[Optional[int]]  # noqa: UP045
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -17,12 +19,14 @@ from sqlalchemy import (
     delete,
     func,
     inspect,
+    or_,
     select,
     update,
 )
 from sqlalchemy import exc as sa_exc
 
 from zoho_token_store._sdk import OAuthToken, TokenStore
+from zoho_token_store.clock import db_epoch_ms
 from zoho_token_store.engine import UrlLike, is_memory_sqlite, make_engine, resolve_url
 from zoho_token_store.errors import (
     InvalidTokenError,
@@ -32,6 +36,7 @@ from zoho_token_store.errors import (
 )
 from zoho_token_store.mapping import LookupKey, fill_missing, read_token, to_oauth_token
 from zoho_token_store.models import DEFAULT_TABLE_NAME, token_table, validate_table_name
+from zoho_token_store.refresh import Action, RefreshPolicy
 
 __all__ = ["SQLAlchemyTokenStore"]
 
@@ -39,6 +44,9 @@ T = TypeVar("T")
 
 # Each operation makes at most this many attempts; see _run.
 _ATTEMPTS = 2
+# The expiry given to the caller that must refresh: any past time makes the
+# SDK refresh at once.
+DUE = "0"
 
 
 class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is untyped
@@ -49,7 +57,9 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
     one, the store reads ``ZOHO_TOKEN_STORE_URL``, then falls back to
     ``sqlite:///zohooauth.db``. ``table_name`` names the token table.
     ``engine_options`` go to :func:`sqlalchemy.create_engine` when the store
-    creates the engine.
+    creates the engine. ``refresh`` sets how refreshes are coordinated
+    across processes (:class:`~zoho_token_store.refresh.RefreshPolicy`; on by
+    default, ``RefreshPolicy(enabled=False)`` turns it off).
 
     The schema comes from the migrations (``zoho-token-store upgrade``,
     ``alembic upgrade head`` or :func:`zoho_token_store.migrate.upgrade`).
@@ -66,6 +76,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         *,
         table_name: str = DEFAULT_TABLE_NAME,
         engine_options: Mapping[str, Any] | None = None,
+        refresh: RefreshPolicy | None = None,
     ) -> None:
         try:
             validate_table_name(table_name)
@@ -81,6 +92,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             self._engine = make_engine(resolve_url(url), **dict(engine_options or {}))
             self._owns_engine = True
         self._table: Table = token_table(MetaData(), table_name)
+        self._refresh = refresh if refresh is not None else RefreshPolicy()
         memory = is_memory_sqlite(self._engine.url)
         # In-memory SQLite is one connection shared by every thread; pysqlite
         # objects must not be used by two threads at once.
@@ -112,18 +124,36 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
     # The SDK's TokenStore interface ------------------------------------------------
 
     def find_token(self, token: OAuthToken) -> OAuthToken | None:
-        """Find the stored row ``token`` refers to, fill the token's empty fields from it.
+        """Find the stored row ``token`` refers to, and fill the token from it.
 
-        The row is chosen by :meth:`TokenFields.key`. Returns ``token`` itself,
-        filled in, or ``None`` when no row matches or the token names no row.
+        The row is chosen by :meth:`TokenFields.key`. The token's empty fields
+        are filled from the row; when the row holds a later expiry than the
+        token (another worker refreshed), the token adopts the stored access
+        token and expiry too. Returns ``token`` itself, or ``None`` when no
+        row matches or the token names no row.
+
+        With refresh coordination on, the one caller that wins the refresh
+        lease gets the token marked as expired, so that the SDK refreshes it
+        now (see refresh.py).
         """
-        key = read_token(token, "find_token").key()
+        fields = read_token(token, "find_token")
+        key = fields.key()
         if key is None:
             return None
-        row = self._run("find_token", lambda conn: self._first_row(conn, key))
-        if row is None:
+        found = self._read("find_token", key)
+        if found is None:
             return None
+        row, due = found
         fill_missing(token, row)
+        stored_expiry = row["expiry_time"]
+        fresher = stored_expiry is not None and (
+            fields.expiry_time is None or stored_expiry > fields.expiry_time
+        )
+        if fresher and row["access_token"] is not None:
+            token.set_access_token(row["access_token"])
+            token.set_expires_in(str(stored_expiry))
+        if due:
+            token.set_expires_in(DUE)
         return token
 
     def save_token(self, token: OAuthToken) -> None:
@@ -144,6 +174,10 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         new_id = fields.id or str(uuid.uuid4())
         key = fields.key() or LookupKey("id", new_id)
         values = fields.column_values()
+        if "expiry_time" in values:
+            # A new access token: its lifetime starts now, and any refresh
+            # lease on the row is done.
+            values.update(issued_at=db_epoch_ms(), refresh_lease_until=None)
         row_id = self._run(
             "save_token", lambda conn: self._upsert(conn, key, new_id, fields.id, values), save=True
         )
@@ -169,16 +203,74 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         self._run("delete_tokens", lambda conn: conn.execute(delete(table)))
 
     def find_token_by_id(self, id: str) -> OAuthToken | None:
-        """The stored token with this id, fully populated, or ``None``."""
+        """The stored token with this id, fully populated, or ``None``.
+
+        Refresh coordination applies as for :meth:`find_token`: in steady
+        state the SDK reads every token through this method.
+        """
         self._check_id("find_token_by_id", id)
-        row = self._run("find_token_by_id", lambda conn: self._first_row(conn, LookupKey("id", id)))
-        return to_oauth_token(row) if row is not None else None
+        found = self._read("find_token_by_id", LookupKey("id", id))
+        if found is None:
+            return None
+        row, due = found
+        token = to_oauth_token(row)
+        if due:
+            token.set_expires_in(DUE)
+        return token
 
     # Statements --------------------------------------------------------------------
 
+    def _read(self, operation: str, key: LookupKey) -> tuple[RowMapping, bool] | None:
+        """The row ``key`` names, and whether this caller must refresh it now.
+
+        One SELECT in the common case. Only a token that is due costs more:
+        one conditional UPDATE to take the lease, or, for a caller that must
+        wait for another's refresh, a SELECT every ``poll_interval`` up to
+        ``max_wait``.
+        """
+        policy = self._refresh
+        deadline = time.monotonic() + policy.max_wait
+        while True:
+            row = self._run(operation, lambda conn: self._first_row(conn, key))
+            if row is None:
+                return None
+            action = policy.action(
+                row["expiry_time"], row["issued_at"], row["refresh_lease_until"], row["db_now"]
+            )
+            if action is Action.USE:
+                return row, False
+            if action is Action.LEASE and self._run(operation, partial(self._lease, row=row)):
+                return row, True
+            if action is Action.WAIT and time.monotonic() >= deadline:
+                # The lease holder is slow or gone: let the SDK refresh by itself.
+                return row, False
+            if action is Action.WAIT:
+                time.sleep(policy.poll_interval)
+            # A lost lease race: read again to see what the winner left.
+
+    def _lease(self, conn: Connection, row: RowMapping) -> bool:
+        """Take the refresh lease on ``row``'s token; True for the one caller that wins it.
+
+        One conditional UPDATE, atomic on every backend: it matches only while
+        nobody holds a live lease and the token is still the one this caller
+        read (a refresh saved in between changes its expiry).
+        """
+        table = self._table
+        lease = table.c.refresh_lease_until
+        statement = (
+            update(table)
+            .where(
+                table.c.id == row["id"],
+                table.c.expiry_time == row["expiry_time"],
+                or_(lease.is_(None), lease <= db_epoch_ms()),
+            )
+            .values(refresh_lease_until=db_epoch_ms() + self._refresh.lease_ms)
+        )
+        return bool(conn.execute(statement).rowcount)
+
     def _first_row(self, conn: Connection, key: LookupKey) -> RowMapping | None:
         table = self._table
-        query = select(table).where(table.c[key.column] == key.value)
+        query = select(table, db_epoch_ms().label("db_now")).where(table.c[key.column] == key.value)
         if key.column not in ("id", "user_name"):
             # Token digests are not unique: pick the same row every time.
             query = query.order_by(table.c.id)
