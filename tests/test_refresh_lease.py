@@ -6,10 +6,10 @@ import threading
 import time
 
 import pytest
-from conftest import Backend, StatementLog
 from sqlalchemy import select
-from tokens import full_token, make_token
 
+from conftest import Backend, StatementLog
+from tokens import full_token, make_token
 from zoho_token_store import SQLAlchemyTokenStore
 from zoho_token_store.refresh import SDK_REFRESH_WINDOW_MS, Action, RefreshPolicy
 from zoho_token_store.store import DUE
@@ -60,24 +60,22 @@ def test_policy_margin_is_capped_at_a_fraction_of_the_token_lifetime():
 
 
 @pytest.mark.parametrize(
-    ("remaining_ms", "lease_until", "expected"),
+    ("remaining_ms", "lease_left_ms", "expected"),
     [
         (600_000, None, Action.USE),
         (200_000, None, Action.LEASE),
-        (200_000, 1, Action.LEASE),  # an expired lease is free again
-        (200_000, 10**12, Action.USE),  # someone refreshes; the token is still good
-        (3_000, 10**12, Action.WAIT),  # inside the SDK window: wait for the new token
-        (-5_000, 10**12, Action.WAIT),
+        (200_000, -1, Action.LEASE),  # an expired lease is free again
+        (200_000, 20_000, Action.USE),  # someone refreshes; the token is still good
+        (3_000, 20_000, Action.WAIT),  # inside the SDK window: wait for the new token
+        (-5_000, 20_000, Action.WAIT),
     ],
 )
-def test_policy_action(remaining_ms, lease_until, expected):
-    now = 10**11
+def test_policy_action(remaining_ms, lease_left_ms, expected):
+    now = 10**12
+    lease_until = None if lease_left_ms is None else now + lease_left_ms
     policy = RefreshPolicy(margin=300)
 
-    assert (
-        policy.action(now + remaining_ms, now - 3_000_000, lease_until and now + lease_until, now)
-        is expected
-    )
+    assert policy.action(now + remaining_ms, now - 3_600_000, lease_until, now) is expected
 
 
 def test_policy_disabled_always_uses_the_stored_token():

@@ -6,7 +6,8 @@
 - MySQL and MariaDB connections use ``utf8mb4``, so any Unicode user name fits.
 - A SQLite file gets WAL mode and a busy timeout, so several processes can
   share it without "database is locked" failures.
-- In-memory SQLite (``sqlite://``) keeps one database for every thread.
+- In-memory SQLite (``sqlite://``) keeps one database for every thread, and
+  hands its one connection to one thread at a time.
 - Statements run in autocommit mode: one round trip each.
 - An ``Engine`` passed in keeps its pool and its settings.
 """
@@ -18,7 +19,7 @@ from typing import Any, Union
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool
 
 from zoho_token_store.errors import TokenStoreError
 
@@ -105,7 +106,15 @@ def make_engine(url: URL, **options: Any) -> Engine:
     }
     backend = url.get_backend_name()
     if is_memory_sqlite(url):
-        settings.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        # One connection is the whole database. A pool of exactly one hands it
+        # to one thread at a time, which pysqlite requires, and every store
+        # sharing the engine waits its turn.
+        settings.update(
+            poolclass=QueuePool,
+            pool_size=1,
+            max_overflow=0,
+            connect_args={"check_same_thread": False},
+        )
     elif backend != "sqlite":
         # Recycle before a server's idle timeout (MySQL's wait_timeout can be
         # set low) closes a pooled connection under us.

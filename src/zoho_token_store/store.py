@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -93,13 +91,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             self._owns_engine = True
         self._table: Table = token_table(MetaData(), table_name)
         self._refresh = refresh if refresh is not None else RefreshPolicy()
-        memory = is_memory_sqlite(self._engine.url)
-        # In-memory SQLite is one connection shared by every thread; pysqlite
-        # objects must not be used by two threads at once.
-        self._lock: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if memory else contextlib.nullcontext()
-        )
-        if memory:
+        if is_memory_sqlite(self._engine.url):
             self._table.metadata.create_all(self._engine)
 
     def __repr__(self) -> str:
@@ -348,7 +340,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         """
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                with self._lock, self._engine.connect() as conn:
+                with self._engine.connect() as conn:
                     return work(conn)
             except sa_exc.DBAPIError as exc:
                 retry = exc.connection_invalidated or (
