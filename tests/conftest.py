@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, MetaData, Table, event, text
 
 from zoho_token_store import SQLAlchemyTokenStore, migrate
 from zoho_token_store.engine import make_engine, resolve_url
@@ -52,7 +52,9 @@ class Backend:
 
 
 def _worker_table(prefix: str = "tok") -> str:
-    return f"{prefix}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    # The process id keeps concurrent test runs on one server, and the
+    # xdist workers of one run, out of each other's tables.
+    return f"{prefix}_{os.getpid()}"
 
 
 def _require_reachable(name: str, url: str) -> None:
@@ -82,15 +84,30 @@ def server_url(name: str, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backend:
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
     """Each database, migrated to head once per session in this worker's table."""
     name: str = request.param
     url = server_url(name, tmp_path_factory)
     table = _worker_table()
-    if name != "sqlite_memory":
-        migrate.downgrade(url, "base", table_name=table)
-        migrate.upgrade(url, table_name=table)
-    return Backend(name, url, table)
+    if name == "sqlite_memory":
+        yield Backend(name, url, table)
+        return
+    migrate.upgrade(url, table_name=table)
+    yield Backend(name, url, table)
+    drop_schema(url, table)
+
+
+def drop_schema(url: str, table: str) -> None:
+    """Downgrade ``table`` to base and drop its version table: leave the server as found."""
+    migrate.downgrade(url, "base", table_name=table)
+    engine = make_engine(resolve_url(url))
+    try:
+        with engine.connect() as conn:
+            Table(migrate.version_table_name(table), MetaData()).drop(conn, checkfirst=True)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session", params=MIGRATED_BACKENDS)
