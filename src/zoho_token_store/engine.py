@@ -9,12 +9,14 @@
 - In-memory SQLite (``sqlite://``) keeps one database for every thread, and
   hands its one connection to one thread at a time.
 - Statements run in autocommit mode: one round trip each.
+- A forked child process never reuses the parent's pooled connections.
 - An ``Engine`` passed in keeps its pool and its settings.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any, Union
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
@@ -130,7 +132,27 @@ def make_engine(url: URL, **options: Any) -> Engine:
         ) from None
     if backend == "sqlite" and not is_memory_sqlite(url):
         event.listen(engine, "connect", _tune_sqlite_file)
+    if not is_memory_sqlite(url):
+        _forget_connections_after_fork(engine)
     return engine
+
+
+def _forget_connections_after_fork(engine: Engine) -> None:
+    # A forked worker (gunicorn --preload, multiprocessing) inherits the
+    # parent's pooled sockets; two processes talking over one socket corrupt
+    # each other's sessions. The child drops its copies without closing them,
+    # which would close the parent's, and opens its own on first use. An
+    # in-memory SQLite database is left alone: its one connection is the data.
+    if not hasattr(os, "register_at_fork"):  # pragma: no cover - Windows
+        return
+    ref = weakref.ref(engine)
+
+    def forget() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.dispose(close=False)
+
+    os.register_at_fork(after_in_child=forget)
 
 
 def _tune_sqlite_file(dbapi_connection: Any, _record: Any) -> None:
