@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, inspect
 
 from zoho_token_store.engine import UrlLike, make_engine, resolve_url
 from zoho_token_store.models import DEFAULT_TABLE_NAME, validate_table_name
@@ -29,6 +29,7 @@ __all__ = [
     "downgrade",
     "head",
     "migrations_path",
+    "schema_problem",
     "upgrade",
     "version_table_name",
 ]
@@ -119,3 +120,23 @@ def _with_config(
     finally:
         if engine is not url:
             engine.dispose()
+
+
+def schema_problem(conn: Connection, table_name: str = DEFAULT_TABLE_NAME) -> str | None:
+    """What keeps the token table from matching this version's schema, or ``None``.
+
+    Called when a statement failed, to turn "no such table/column" into an
+    instruction: the table is missing, or its schema is at an older revision
+    (or at none: a table the SDK's DBStore created, which ``upgrade`` adopts).
+    """
+    if not inspect(conn).has_table(table_name):
+        return f"the table {table_name!r} does not exist"
+    context = MigrationContext.configure(
+        conn, opts={"version_table": version_table_name(table_name)}
+    )
+    revision, latest = context.get_current_revision(), head()
+    if revision is None:
+        return f"the table {table_name!r} exists but was not created by these migrations"
+    if revision != latest:
+        return f"the table {table_name!r} is at schema revision {revision}, not {latest}"
+    return None

@@ -16,7 +16,6 @@ from sqlalchemy import (
     Table,
     delete,
     func,
-    inspect,
     or_,
     select,
     update,
@@ -33,6 +32,7 @@ from zoho_token_store.errors import (
     wrap_database_error,
 )
 from zoho_token_store.mapping import LookupKey, fill_missing, read_token, to_oauth_token
+from zoho_token_store.migrate import schema_problem
 from zoho_token_store.models import DEFAULT_TABLE_NAME, token_table, validate_table_name
 from zoho_token_store.refresh import Action, RefreshPolicy
 
@@ -315,9 +315,9 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
                 statement.returning(table.c.id)
             ).scalar_one_or_none()
             return returned
-        # MySQL and MariaDB have no UPDATE ... RETURNING: read the id of the
-        # (unique) user name in the same transaction, and only when the token
-        # lacks one. The SDK's saves carry the id the store gave them.
+        # MySQL and MariaDB have no UPDATE ... RETURNING: read the id by the
+        # unique user name, and only when the token lacks one. The SDK's
+        # saves carry the id the store gave them.
         if not conn.execute(statement).rowcount:
             return None
         if token_id is not None:
@@ -361,14 +361,14 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
     def _raise_if_schema_missing(self, operation: str) -> None:
         try:
             with self._engine.connect() as conn:
-                present = inspect(conn).has_table(self._table.name)
+                problem = schema_problem(conn, self._table.name)
         except sa_exc.SQLAlchemyError:
             return  # The database itself is the problem; report the first error.
-        if not present:
+        if problem is not None:
+            url = self._engine.url.render_as_string(hide_password=True)
             raise SchemaMissingError(
-                f"{operation}: the table {self._table.name!r} does not exist in "
-                f"{self._engine.url.render_as_string(hide_password=True)}; create it with "
-                "`zoho-token-store upgrade` or `alembic upgrade head`"
+                f"{operation}: {problem} (database {url}); run `zoho-token-store upgrade` "
+                "or `alembic upgrade head`"
             )
 
     @staticmethod
