@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import weakref
 from typing import Any, Union
@@ -39,6 +40,8 @@ URL_ENV_VAR = "ZOHO_TOKEN_STORE_URL"
 DEFAULT_URL = "sqlite:///zohooauth.db"
 
 UrlLike = Union[str, URL]
+
+LOGGING_NAME = "zoho_token_store"
 
 # How long a SQLite writer waits for another process's write to finish.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -94,11 +97,12 @@ def make_engine(url: URL, **options: Any) -> Engine:
     """Create an Engine for ``url`` with the settings a token store needs.
 
     ``options`` go to :func:`sqlalchemy.create_engine` and win over the
-    defaults here. Statement parameters (token values) are hidden from
-    SQLAlchemy's error messages and logs.
+    defaults here. Token values stay out of SQLAlchemy's error messages and
+    logs: statement parameters are hidden, and so are fetched rows.
     """
     settings: dict[str, Any] = {
         "hide_parameters": True,
+        "logging_name": LOGGING_NAME,
         # Every statement of the store is a whole unit of work by itself, so
         # it runs in autocommit mode: a lookup is one round trip, with no
         # BEGIN before it and no ROLLBACK when its connection goes back to the
@@ -135,6 +139,18 @@ def make_engine(url: URL, **options: Any) -> Engine:
     if not is_memory_sqlite(url):
         _forget_connections_after_fork(engine)
     return engine
+
+
+class _NoRowLogging(logging.Filter):
+    """Drops SQLAlchemy's DEBUG records of fetched rows: they hold token values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Row "))
+
+
+# The store's own engines log under this name, and its rows never reach a log,
+# even with `echo="debug"` or the sqlalchemy.engine logger at DEBUG.
+logging.getLogger(f"sqlalchemy.engine.Engine.{LOGGING_NAME}").addFilter(_NoRowLogging())
 
 
 def _forget_connections_after_fork(engine: Engine) -> None:

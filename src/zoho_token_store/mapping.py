@@ -26,11 +26,14 @@ __all__ = ["LookupKey", "TokenFields", "digest", "fill_missing", "read_token", "
 _MAX_SHORT = 255
 _MAX_ID = 64
 _MAX_TOKEN = 1024 * 1024
+# A URL, kept within what MySQL's TEXT column holds (64 KiB) in any encoding.
+_MAX_URL = 8192
 # Epoch milliseconds as the SDK writes them: str(int). A canonical form, so the
 # integer column gives back exactly the string that was saved.
 _EXPIRY = re.compile(r"0|[1-9][0-9]{0,17}")
 
 _SECRETS = frozenset({"client_secret", "refresh_token", "access_token", "grant_token"})
+_LIMITS = {"id": _MAX_ID, "redirect_url": _MAX_URL, **dict.fromkeys(_SECRETS, _MAX_TOKEN)}
 
 
 def digest(value: str) -> str:
@@ -157,13 +160,7 @@ def _text(operation: str, name: str, value: object) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidTokenError(f"{operation}: {name} must be a string, got {type(value).__name__}")
-    limit = (
-        _MAX_TOKEN
-        if name in _SECRETS or name == "redirect_url"
-        else _MAX_ID
-        if name == "id"
-        else _MAX_SHORT
-    )
+    limit = _LIMITS.get(name, _MAX_SHORT)
     if len(value) > limit:
         raise InvalidTokenError(
             f"{operation}: {name} is {len(value)} characters long; the limit is {limit}"
@@ -179,7 +176,7 @@ def _expiry(operation: str, value: object) -> int | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not _EXPIRY.fullmatch(value):
-        shown = f"a {type(value).__name__}" if not isinstance(value, str) else f"{value[:24]!r}"
+        shown = f"{value[:24]!r}" if isinstance(value, str) else f"type {type(value).__name__}"
         raise InvalidTokenError(
             f"{operation}: expires_in must be epoch milliseconds as a decimal string, got {shown}"
         )
