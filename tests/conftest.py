@@ -83,20 +83,46 @@ def server_url(name: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def _prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Backend]]:
+    """The backends this session has migrated, by name; their tables dropped at the end."""
+    prepared: dict[str, Backend] = {}
+    yield prepared
+    for ready in prepared.values():
+        if ready.name != "sqlite_memory":
+            drop_schema(ready.url, ready.table_name)
+
+
+def _prepare(
+    name: str, prepared: dict[str, Backend], tmp_path_factory: pytest.TempPathFactory
+) -> Backend:
+    if name not in prepared:
+        url = server_url(name, tmp_path_factory)
+        table = _worker_table()
+        if name != "sqlite_memory":
+            migrate.upgrade(url, table_name=table)
+        prepared[name] = Backend(name, url, table)
+    return prepared[name]
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Backend]:
+    request: pytest.FixtureRequest,
+    _prepared: dict[str, Backend],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Backend:
     """Each database, migrated to head once per session in this worker's table."""
-    name: str = request.param
-    url = server_url(name, tmp_path_factory)
-    table = _worker_table()
-    if name == "sqlite_memory":
-        yield Backend(name, url, table)
-        return
-    migrate.upgrade(url, table_name=table)
-    yield Backend(name, url, table)
-    drop_schema(url, table)
+    return _prepare(request.param, _prepared, tmp_path_factory)
+
+
+@pytest.fixture(scope="session", params=MIGRATED_BACKENDS)
+def shared_backend(
+    request: pytest.FixtureRequest,
+    _prepared: dict[str, Backend],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Backend:
+    """Each database that other processes can reach too: all but in-memory SQLite."""
+    return _prepare(request.param, _prepared, tmp_path_factory)
 
 
 def drop_schema(url: str, table: str) -> None:
@@ -127,16 +153,30 @@ def _session_stores() -> Iterator[dict[Backend, SQLAlchemyTokenStore]]:
         store.close()
 
 
+def _empty_store(
+    backend: Backend, stores: dict[Backend, SQLAlchemyTokenStore]
+) -> SQLAlchemyTokenStore:
+    if backend not in stores:
+        stores[backend] = backend.store()
+    token_store = stores[backend]
+    token_store.delete_tokens()
+    return token_store
+
+
 @pytest.fixture
 def store(
     backend: Backend, _session_stores: dict[Backend, SQLAlchemyTokenStore]
 ) -> SQLAlchemyTokenStore:
     """A store on ``backend`` whose table starts empty."""
-    if backend not in _session_stores:
-        _session_stores[backend] = backend.store()
-    token_store = _session_stores[backend]
-    token_store.delete_tokens()
-    return token_store
+    return _empty_store(backend, _session_stores)
+
+
+@pytest.fixture
+def shared_store(
+    shared_backend: Backend, _session_stores: dict[Backend, SQLAlchemyTokenStore]
+) -> SQLAlchemyTokenStore:
+    """A store on ``shared_backend`` whose table starts empty."""
+    return _empty_store(shared_backend, _session_stores)
 
 
 class StatementLog:

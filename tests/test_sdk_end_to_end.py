@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,11 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.logger import Logger
 from zohocrmsdk.src.com.zoho.crm.api import ParameterMap
 from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
-from zohocrmsdk.src.com.zoho.crm.api.record import GetRecordsParam, RecordOperations, ResponseWrapper
+from zohocrmsdk.src.com.zoho.crm.api.record import (
+    GetRecordsParam,
+    RecordOperations,
+    ResponseWrapper,
+)
 from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
 
 import zoho_token_store
@@ -71,7 +76,9 @@ def sdk(tmp_path: Path) -> Iterator[dict[str, Any]]:
     sdk_logger.setLevel(level)
 
 
-def initialize(fake: FakeZoho, store: SQLAlchemyTokenStore, sdk: dict[str, Any], grant: str) -> None:
+def initialize(
+    fake: FakeZoho, store: SQLAlchemyTokenStore, sdk: dict[str, Any], grant: str
+) -> None:
     token = OAuthToken(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, grant_token=grant)
     Initializer.initialize(environment=fake.environment(), token=token, store=store, **sdk)
 
@@ -86,12 +93,14 @@ def get_lead_ids() -> list[int]:
     return [record.get_id() for record in body.get_data()]
 
 
-def rows_by_user(store: SQLAlchemyTokenStore) -> dict[str, OAuthToken]:
-    return {t.get_user_signature().get_name(): t for t in store.get_tokens()}
+def rows_by_user(store: SQLAlchemyTokenStore) -> dict[str | None, OAuthToken]:
+    tokens = store.get_tokens()
+    return {t.get_user_signature() and t.get_user_signature().get_name(): t for t in tokens}
 
 
 def test_grant_exchange_saves_the_row_under_the_current_user(fake, store, sdk):
     grant = fake.issue_grant_token(CLIENT_ID, ADA)
+    started_ms = int(time.time() * 1000)
 
     initialize(fake, store, sdk, grant)
 
@@ -105,6 +114,9 @@ def test_grant_exchange_saves_the_row_under_the_current_user(fake, store, sdk):
     assert row.get_access_token() == access_token
     assert row.get_client_id() == CLIENT_ID
     assert row.get_grant_token() == grant
+    assert row.get_api_domain() == fake.api_url
+    # The SDK stores the expiry as epoch ms on its own clock: now + expires_in.
+    assert started_ms + 3_600_000 <= int(row.get_expires_in()) <= time.time() * 1000 + 3_600_000
     assert (fake.grant_exchange_count, fake.refresh_count) == (1, 0)
     assert [(c.path, c.status, c.access_token) for c in fake.crm_calls] == [
         ("/crm/v8/users", 200, access_token),
@@ -138,8 +150,9 @@ _SECOND_PROCESS = textwrap.dedent(
     from zoho_token_store import SQLAlchemyTokenStore
 
     config = json.load(sys.stdin)
+    api_url, accounts_url = config["api_url"], config["accounts_url"]
     Initializer.initialize(
-        environment=DataCenter.Environment(config["api_url"], config["accounts_url"], config["api_url"]),
+        environment=DataCenter.Environment(api_url, accounts_url, api_url),
         token=OAuthToken(client_id=config["client_id"], client_secret=config["client_secret"],
                          grant_token=config["grant_token"]),
         store=SQLAlchemyTokenStore(config["url"], table_name=config["table_name"]),
@@ -156,10 +169,9 @@ _SECOND_PROCESS = textwrap.dedent(
 )
 
 
-def test_a_second_process_reuses_the_stored_token(fake, store, sdk, tmp_path):
+def test_a_second_process_reuses_the_stored_token(fake, shared_store, sdk, tmp_path):
+    store = shared_store
     url = store.engine.url
-    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-        pytest.skip("an in-memory SQLite database is private to its process")
     grant = fake.issue_grant_token(CLIENT_ID, ADA)
     initialize(fake, store, sdk, grant)
     stored = rows_by_user(store)[f"{ADA}:{fake.org_id}"]
@@ -180,7 +192,10 @@ def test_a_second_process_reuses_the_stored_token(fake, store, sdk, tmp_path):
         "log_path": str(tmp_path / "child-sdk.log"),
     }
     src = Path(zoho_token_store.__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
+    }
     child = subprocess.run(
         [sys.executable, "-c", _SECOND_PROCESS],
         input=json.dumps(config),
