@@ -5,7 +5,7 @@ Where the settings come from, first match wins:
   (``engine`` / ``connection``), ``ZOHO_TOKEN_STORE_URL``, then
   ``sqlalchemy.url`` in alembic.ini.
 - Table name: ``-x table_name=...``, ``config.attributes["table_name"]``,
-  ``ZOHO_TOKEN_STORE_TABLE``, then ``oauthtoken``.
+  then ``oauthtoken``.
 
 Only the token table is compared by ``alembic check`` and autogenerate, so the
 app's own tables in the same database are left alone.
@@ -30,10 +30,7 @@ if config.config_file_name is not None:
 x_args = context.get_x_argument(as_dictionary=True)
 
 table_name = validate_table_name(
-    x_args.get("table_name")
-    or config.attributes.get("table_name")
-    or os.environ.get("ZOHO_TOKEN_STORE_TABLE")
-    or DEFAULT_TABLE_NAME
+    x_args.get("table_name") or config.attributes.get("table_name") or DEFAULT_TABLE_NAME
 )
 # The revision scripts read the table name from here.
 config.attributes["table_name"] = table_name

@@ -396,3 +396,22 @@ def test_delete_tokens_empties_this_table_only(backend: Backend, store):
     finally:
         other.delete_tokens()
         other.close()
+
+
+def test_a_save_that_learns_the_user_name_updates_the_row_its_id_names(store):
+    # The SDK looks the user name up after a grant exchange; when that lookup
+    # failed the first time, a later save carries the row's id and the name.
+    nameless = make_token(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh="1000.refresh.nameless"
+    )
+    store.save_token(nameless)
+    named = make_token(
+        id=nameless.get_id(), user="ann@example.com", access="1000.access.named", expires="1"
+    )
+
+    store.save_token(named)
+
+    assert [(t.get_id(), t.get_user_signature().get_name()) for t in store.get_tokens()] == [
+        (nameless.get_id(), "ann@example.com")
+    ]
+    assert store.get_tokens()[0].get_refresh_token() == "1000.refresh.nameless"

@@ -304,18 +304,14 @@ def run_alembic(
     )
 
 
-@pytest.mark.parametrize(
-    "source", ["x_arguments", "url_from_environment", "url_and_table_from_environment"]
-)
+@pytest.mark.parametrize("source", ["x_arguments", "url_from_environment"])
 def test_the_alembic_command_line_upgrades_and_prints_the_current_revision(
     db: MigrationDb, source: str
 ) -> None:
     if source == "x_arguments":
         args, env_vars = ["-x", f"url={db.url}", "-x", f"table_name={db.table}"], {}
-    elif source == "url_from_environment":
-        args, env_vars = ["-x", f"table_name={db.table}"], {"ZOHO_TOKEN_STORE_URL": db.url}
     else:
-        args, env_vars = [], {"ZOHO_TOKEN_STORE_URL": db.url, "ZOHO_TOKEN_STORE_TABLE": db.table}
+        args, env_vars = ["-x", f"table_name={db.table}"], {"ZOHO_TOKEN_STORE_URL": db.url}
 
     upgraded = run_alembic(*args, "upgrade", "head", env_vars=env_vars)
     assert (upgraded.returncode, upgraded.stdout) == (0, "")

@@ -129,7 +129,7 @@ def make_engine(url: URL, **options: Any) -> Engine:
     try:
         engine = create_engine(url, **settings)
     except (ImportError, sa_exc.NoSuchModuleError) as exc:
-        extra = _EXTRAS.get(backend)
+        extra = _EXTRAS.get(backend) if url.drivername in _DEFAULT_DRIVERS.values() else None
         hint = f"pip install 'zoho-token-store[{extra}]'" if extra else "install its driver"
         raise MissingDependencyError(
             f"no database driver for {url.drivername!r}: {hint}", cause=exc

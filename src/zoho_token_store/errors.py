@@ -53,29 +53,26 @@ class DatabaseError(TokenStoreError):
 def wrap_database_error(operation: str, error: sa_exc.SQLAlchemyError) -> DatabaseError:
     """Turn a SQLAlchemy error into a :class:`DatabaseError` that is safe to log.
 
-    The statement's parameters are token values, so they are hidden on the
-    original error too before it is chained: a traceback printed by a logger
-    shows the SQL, never the values.
+    The original error stays chained, as ``cause`` and ``__cause__``, so it is
+    made safe in place first: its statement parameters (token values) are
+    hidden, and the driver's message is cut to its first line. The lines after
+    it can quote values: PostgreSQL's "DETAIL: Failing row contains (...)"
+    lists every column of the row, secrets included.
     """
     if isinstance(error, sa_exc.StatementError):
         error.hide_parameters = True
-    detail = (
-        type(error.orig).__name__ if isinstance(error, sa_exc.DBAPIError) else type(error).__name__
-    )
-    first_line = _first_line(error)
-    message = (
-        f"{operation} failed: {detail}: {first_line}"
-        if first_line
-        else f"{operation} failed: {detail}"
-    )
+    driver_error = error.orig if isinstance(error, sa_exc.DBAPIError) else None
+    first_line = _first_line(driver_error if driver_error is not None else error)
+    if driver_error is not None:
+        driver_error.args = (first_line,)
+        kind = type(driver_error)
+        # SQLAlchemy rendered the driver's message into its own at creation.
+        error.args = (f"({kind.__module__}.{kind.__name__}) {first_line}", *error.args[1:])
+    detail = type(driver_error if driver_error is not None else error).__name__
+    message = f"{operation} failed: {detail}" + (f": {first_line}" if first_line else "")
     return DatabaseError(message, cause=error)
 
 
-def _first_line(error: sa_exc.SQLAlchemyError) -> str:
-    # The driver's own message, without SQLAlchemy's "[SQL: ...]" tail. Driver
-    # messages name columns and constraints, not the bound values.
-    source: BaseException = (
-        error.orig if isinstance(error, sa_exc.DBAPIError) and error.orig else error
-    )
-    text = str(source).strip().splitlines()
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
     return text[0][:300] if text else ""

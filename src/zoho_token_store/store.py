@@ -291,6 +291,12 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             row_id = self._update(conn, target, values, token_id)
             if row_id is not None:
                 return row_id
+        if token_id is not None and key.column != "id":
+            # The token came from a row (its id says which) that the key no
+            # longer finds: a user name learnt since the row was saved.
+            row_id = self._update(conn, LookupKey("id", token_id), values, token_id)
+            if row_id is not None:
+                return row_id
         conn.execute(self._table.insert().values(id=new_id, **values))
         return new_id
 
@@ -354,22 +360,24 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _error(self, operation: str, exc: sa_exc.SQLAlchemyError) -> TokenStoreError:
-        if isinstance(exc, (sa_exc.ProgrammingError, sa_exc.OperationalError)):
-            self._raise_if_schema_missing(operation)
-        return wrap_database_error(operation, exc)
-
-    def _raise_if_schema_missing(self, operation: str) -> None:
+        # Wrapped first: wrapping hides the statement's parameters on ``exc``,
+        # which stays attached to whatever this method returns.
+        error = wrap_database_error(operation, exc)
+        if not isinstance(exc, (sa_exc.ProgrammingError, sa_exc.OperationalError)):
+            return error
         try:
             with self._engine.connect() as conn:
                 problem = schema_problem(conn, self._table.name)
         except sa_exc.SQLAlchemyError:
-            return  # The database itself is the problem; report the first error.
-        if problem is not None:
-            url = self._engine.url.render_as_string(hide_password=True)
-            raise SchemaMissingError(
-                f"{operation}: {problem} (database {url}); run `zoho-token-store upgrade` "
-                "or `alembic upgrade head`"
-            )
+            return error  # The database itself is the problem; report the first error.
+        if problem is None:
+            return error
+        url = self._engine.url.render_as_string(hide_password=True)
+        return SchemaMissingError(
+            f"{operation}: {problem} (database {url}); run `zoho-token-store upgrade` "
+            "or `alembic upgrade head`",
+            cause=exc,
+        )
 
     @staticmethod
     def _check_id(operation: str, id: object) -> None:
