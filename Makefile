@@ -24,6 +24,6 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -n 2
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests migrations bench
-	$(VENV)/bin/ruff format --check src tests migrations bench
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
 	$(VENV)/bin/mypy
