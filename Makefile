@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS := sdk8,postgres,mysql,cli,test
+EXTRAS := sdk8,postgres,mysql,cli,encryption,test
 
 .PHONY: demo test lint install
 

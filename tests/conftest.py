@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, MetaData, Table, event, text
+from sqlalchemy import Engine, MetaData, Table, event, inspect, text
 
 from zoho_token_store import SQLAlchemyTokenStore, migrate
 from zoho_token_store.engine import make_engine, resolve_url
@@ -126,10 +126,13 @@ def shared_backend(
 
 
 def drop_schema(url: str, table: str) -> None:
-    """Downgrade ``table`` to base and drop its version table: leave the server as found."""
-    migrate.downgrade(url, "base", table_name=table)
+    """Empty ``table``, downgrade it to base, drop its version table: leave the server as found."""
     engine = make_engine(resolve_url(url))
     try:
+        with engine.connect() as conn:
+            if inspect(conn).has_table(table):
+                conn.execute(Table(table, MetaData()).delete())
+        migrate.downgrade(url, "base", table_name=table)
         with engine.connect() as conn:
             Table(migrate.version_table_name(table), MetaData()).drop(conn, checkfirst=True)
     finally:

@@ -118,6 +118,7 @@ def expected_indexes(t: str) -> set[tuple[str, tuple[str, ...], bool]]:
         (f"ix_{t}_access_token_digest", ("access_token_digest",), False),
         (f"ix_{t}_refresh_token_digest", ("refresh_token_digest",), False),
         (f"ix_{t}_grant_token_digest", ("grant_token_digest",), False),
+        (f"ix_{t}_key_id", ("key_id",), False),
     }
 
 

@@ -8,7 +8,6 @@ and ``save_token`` both use it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, fields
 from typing import Any, Optional
@@ -16,10 +15,19 @@ from typing import Any, Optional
 from sqlalchemy import RowMapping
 
 from zoho_token_store._sdk import OAuthToken, UserSignature
+from zoho_token_store.crypto import Codec, PlainCodec, plain_digest
 from zoho_token_store.errors import InvalidTokenError
 from zoho_token_store.masking import mask
 
-__all__ = ["LookupKey", "TokenFields", "digest", "fill_missing", "read_token", "to_oauth_token"]
+__all__ = [
+    "SECRET_COLUMNS",
+    "LookupKey",
+    "TokenFields",
+    "digest",
+    "fill_missing",
+    "read_token",
+    "to_oauth_token",
+]
 
 # Limits that keep every backend's behaviour the same: a longer value would be
 # truncated by one backend and refused by another.
@@ -32,25 +40,35 @@ _MAX_URL = 8192
 # integer column gives back exactly the string that was saved.
 _EXPIRY = re.compile(r"0|[1-9][0-9]{0,17}")
 
-_SECRETS = frozenset({"client_secret", "refresh_token", "access_token", "grant_token"})
-_LIMITS = {"id": _MAX_ID, "redirect_url": _MAX_URL, **dict.fromkeys(_SECRETS, _MAX_TOKEN)}
+SECRET_COLUMNS = frozenset({"client_secret", "refresh_token", "access_token", "grant_token"})
+_LIMITS = {"id": _MAX_ID, "redirect_url": _MAX_URL, **dict.fromkeys(SECRET_COLUMNS, _MAX_TOKEN)}
 
 
-def digest(value: str) -> str:
-    """The lookup digest of a token value: SHA-256, lowercase hex."""
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+# The digest of a value in a table without encryption keys.
+digest = plain_digest
+
+PLAIN = PlainCodec()
 
 
 @dataclass(frozen=True)
 class LookupKey:
-    """Which rows a token refers to: ``column`` equals ``value``."""
+    """Which rows a token refers to: ``column`` equals ``value``, or one of ``alternatives``.
+
+    Alternatives are the digests a token value has under other encryption
+    keys, and the plain one, while a table is being encrypted or rotated.
+    """
 
     column: str
     value: str
+    alternatives: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         shown = mask(self.value) if self.column.endswith("_digest") else repr(self.value)
         return f"LookupKey({self.column}={shown})"
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        return (self.value, *self.alternatives)
 
 
 @dataclass(frozen=True)
@@ -75,7 +93,7 @@ class TokenFields:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{f.name}={mask(v) if f.name in _SECRETS else repr(v)}"
+            f"{f.name}={mask(v) if f.name in SECRET_COLUMNS else repr(v)}"
             for f in fields(self)
             if (v := getattr(self, f.name)) is not None
         )
@@ -86,7 +104,7 @@ class TokenFields:
         """True when the token carries an access, refresh or grant token."""
         return any(v is not None for v in (self.access_token, self.refresh_token, self.grant_token))
 
-    def key(self) -> LookupKey | None:
+    def key(self, codec: Codec = PLAIN) -> LookupKey | None:
         """The row this token refers to, in the SDK's order of precedence.
 
         1. the user name;
@@ -103,18 +121,18 @@ class TokenFields:
             return LookupKey("user_name", self.user_name)
         has_id, has_secret = self.client_id is not None, self.client_secret is not None
         if self.access_token is not None and not has_id and not has_secret:
-            return LookupKey("access_token_digest", digest(self.access_token))
+            return _by_digest("access_token", self.access_token, codec)
         if has_id and has_secret:
             if self.grant_token is not None:
-                return LookupKey("grant_token_digest", digest(self.grant_token))
+                return _by_digest("grant_token", self.grant_token, codec)
             if self.refresh_token is not None:
-                return LookupKey("refresh_token_digest", digest(self.refresh_token))
+                return _by_digest("refresh_token", self.refresh_token, codec)
         if self.id is not None:
             return LookupKey("id", self.id)
         return None
 
-    def column_values(self) -> dict[str, Any]:
-        """The columns this token carries, with their digests; ``id`` excluded."""
+    def column_values(self, codec: Codec = PLAIN) -> dict[str, Any]:
+        """The columns this token carries, as stored: secrets sealed, digests added; no ``id``."""
         values = {
             f.name: value
             for f in fields(self)
@@ -122,8 +140,15 @@ class TokenFields:
         }
         for name in ("refresh_token", "access_token", "grant_token"):
             if name in values:
-                values[f"{name}_digest"] = digest(values[name])
+                values[f"{name}_digest"] = codec.digest(values[name])
+        for name in SECRET_COLUMNS & values.keys():
+            values[name] = codec.seal(values[name])
         return values
+
+
+def _by_digest(name: str, value: str, codec: Codec) -> LookupKey:
+    first, *others = codec.lookup_digests(value)
+    return LookupKey(f"{name}_digest", first, tuple(others))
 
 
 def read_token(token: object, operation: str) -> TokenFields:
@@ -183,17 +208,22 @@ def _expiry(operation: str, value: object) -> int | None:
     return int(value)
 
 
-def to_oauth_token(row: RowMapping) -> OAuthToken:
-    """A fully populated ``OAuthToken`` from a stored row."""
+def to_oauth_token(row: RowMapping, codec: Codec = PLAIN) -> OAuthToken:
+    """A fully populated ``OAuthToken`` from a stored row, its secrets opened."""
     user_name = row["user_name"]
+
+    def secret(name: str) -> str | None:
+        value: str | None = row[name]
+        return codec.open(value) if value is not None else None
+
     token = OAuthToken(
         client_id=row["client_id"],
-        client_secret=row["client_secret"],
-        grant_token=row["grant_token"],
-        refresh_token=row["refresh_token"],
+        client_secret=secret("client_secret"),
+        grant_token=secret("grant_token"),
+        refresh_token=secret("refresh_token"),
         redirect_url=row["redirect_url"],
         id=row["id"],
-        access_token=row["access_token"],
+        access_token=secret("access_token"),
         user_signature=UserSignature(user_name) if user_name is not None else None,
         api_domain=row["api_domain"],
     )
@@ -202,9 +232,9 @@ def to_oauth_token(row: RowMapping) -> OAuthToken:
     return token
 
 
-def fill_missing(token: OAuthToken, row: RowMapping) -> None:
+def fill_missing(token: OAuthToken, row: RowMapping, codec: Codec = PLAIN) -> None:
     """Fill the fields ``token`` lacks from ``row``, as the SDK's stores do on a find."""
-    stored = to_oauth_token(row)
+    stored = to_oauth_token(row, codec)
     for getter, setter in (
         ("get_id", "set_id"),
         ("get_user_signature", "set_user_signature"),

@@ -13,6 +13,7 @@ data and tooling carry over, and adds what a production store needs:
   compare expiries; the SDK's string form round-trips exactly.
 - ``issued_at`` (when the current access token was saved) and
   ``refresh_lease_until`` coordinate refreshes across processes (refresh.py).
+- ``key_id`` records which encryption key sealed a row's secrets (crypto.py).
 - ``created_at`` and ``updated_at``, for operators.
 """
 
@@ -101,12 +102,16 @@ def token_table(metadata: MetaData, name: str = DEFAULT_TABLE_NAME) -> Table:
         # Refresh coordination (refresh.py), both in epoch ms on the database's clock.
         Column("issued_at", BigInteger, nullable=True),
         Column("refresh_lease_until", BigInteger, nullable=True),
+        # Encryption at rest (crypto.py): NULL for a plaintext row, the id of
+        # the key that sealed every secret of the row, or "mixed".
+        Column("key_id", String(16), nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Index(f"ix_{name}_user_name", "user_name", unique=True),
         Index(f"ix_{name}_access_token_digest", "access_token_digest"),
         Index(f"ix_{name}_refresh_token_digest", "refresh_token_digest"),
         Index(f"ix_{name}_grant_token_digest", "grant_token_digest"),
+        Index(f"ix_{name}_key_id", "key_id"),
         # Binary collation: lookups compare user names exactly, as on the other
         # backends, and utf8mb4 stores any Unicode user name.
         mysql_charset="utf8mb4",
@@ -145,6 +150,7 @@ class OAuthTokenRow(TokenBase):
     grant_token_digest: Mapped[Optional[str]]  # noqa: UP045
     issued_at: Mapped[Optional[int]]  # noqa: UP045
     refresh_lease_until: Mapped[Optional[int]]  # noqa: UP045
+    key_id: Mapped[Optional[str]]  # noqa: UP045
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

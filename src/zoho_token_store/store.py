@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -14,16 +14,21 @@ from sqlalchemy import (
     MetaData,
     RowMapping,
     Table,
+    case,
     delete,
     func,
+    literal,
+    null,
     or_,
     select,
     update,
 )
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.sql.elements import ColumnElement
 
 from zoho_token_store._sdk import OAuthToken, TokenStore
 from zoho_token_store.clock import db_epoch_ms
+from zoho_token_store.crypto import KEYS_ENV_VAR, MIXED, EncryptionError, codec_from
 from zoho_token_store.engine import UrlLike, is_memory_sqlite, make_engine, resolve_url
 from zoho_token_store.errors import (
     InvalidTokenError,
@@ -31,7 +36,13 @@ from zoho_token_store.errors import (
     TokenStoreError,
     wrap_database_error,
 )
-from zoho_token_store.mapping import LookupKey, fill_missing, read_token, to_oauth_token
+from zoho_token_store.mapping import (
+    SECRET_COLUMNS,
+    LookupKey,
+    fill_missing,
+    read_token,
+    to_oauth_token,
+)
 from zoho_token_store.migrate import schema_problem
 from zoho_token_store.models import DEFAULT_TABLE_NAME, token_table, validate_table_name
 from zoho_token_store.refresh import Action, RefreshPolicy
@@ -58,6 +69,10 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
     creates the engine. ``refresh`` sets how refreshes are coordinated
     across processes (:class:`~zoho_token_store.refresh.RefreshPolicy`; on by
     default, ``RefreshPolicy(enabled=False)`` turns it off).
+    ``encryption_keys`` (else ``ZOHO_TOKEN_STORE_KEYS``, comma-separated)
+    turns on encryption at rest: the first key seals, every key opens (see
+    crypto.py). A store without keys refuses to save into a table that holds
+    encrypted rows, unless ``allow_plaintext`` is set.
 
     The schema comes from the migrations (``zoho-token-store upgrade``,
     ``alembic upgrade head`` or :func:`zoho_token_store.migrate.upgrade`).
@@ -75,6 +90,8 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         table_name: str = DEFAULT_TABLE_NAME,
         engine_options: Mapping[str, Any] | None = None,
         refresh: RefreshPolicy | None = None,
+        encryption_keys: Sequence[str] | None = None,
+        allow_plaintext: bool = False,
     ) -> None:
         try:
             validate_table_name(table_name)
@@ -91,6 +108,10 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             self._owns_engine = True
         self._table: Table = token_table(MetaData(), table_name)
         self._refresh = refresh if refresh is not None else RefreshPolicy()
+        self._codec = codec_from(encryption_keys)
+        # A keyless store refuses to write into a table that holds encrypted
+        # rows (checked once, at its first save), unless told it may.
+        self._plaintext_checked = allow_plaintext or self._codec.key_id is not None
         if is_memory_sqlite(self._engine.url):
             self._table.metadata.create_all(self._engine)
 
@@ -129,20 +150,20 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         now (see refresh.py).
         """
         fields = read_token(token, "find_token")
-        key = fields.key()
+        key = fields.key(self._codec)
         if key is None:
             return None
         found = self._read("find_token", key)
         if found is None:
             return None
         row, due = found
-        fill_missing(token, row)
+        fill_missing(token, row, self._codec)
         stored_expiry = row["expiry_time"]
         fresher = stored_expiry is not None and (
             fields.expiry_time is None or stored_expiry > fields.expiry_time
         )
         if fresher and row["access_token"] is not None:
-            token.set_access_token(row["access_token"])
+            token.set_access_token(self._codec.open(row["access_token"]))
             token.set_expires_in(str(stored_expiry))
         if due:
             token.set_expires_in(DUE)
@@ -164,12 +185,16 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         # Chosen once, so that a retry after a lost acknowledgement finds the
         # row the first attempt inserted instead of inserting a second one.
         new_id = fields.id or str(uuid.uuid4())
-        key = fields.key() or LookupKey("id", new_id)
-        values = fields.column_values()
+        key = fields.key(self._codec) or LookupKey("id", new_id)
+        values = fields.column_values(self._codec)
+        if SECRET_COLUMNS & values.keys():
+            values["key_id"] = self._key_id_after_write()
         if "expiry_time" in values:
             # A new access token: its lifetime starts now, and any refresh
             # lease on the row is done.
             values.update(issued_at=db_epoch_ms(), refresh_lease_until=None)
+        if not self._plaintext_checked:
+            self._refuse_plaintext_into_encrypted_table()
         row_id = self._run(
             "save_token", lambda conn: self._upsert(conn, key, new_id, fields.id, values), save=True
         )
@@ -187,7 +212,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         table = self._table
         query = select(table).order_by(table.c.created_at, table.c.id)
         rows = self._run("get_tokens", lambda conn: conn.execute(query).mappings().all())
-        return [to_oauth_token(row) for row in rows]
+        return [to_oauth_token(row, self._codec) for row in rows]
 
     def delete_tokens(self) -> None:
         """Delete every row of this store's table, and nothing else."""
@@ -205,7 +230,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         if found is None:
             return None
         row, due = found
-        token = to_oauth_token(row)
+        token = to_oauth_token(row, self._codec)
         if due:
             token.set_expires_in(DUE)
         return token
@@ -262,7 +287,9 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
 
     def _first_row(self, conn: Connection, key: LookupKey) -> RowMapping | None:
         table = self._table
-        query = select(table, db_epoch_ms().label("db_now")).where(table.c[key.column] == key.value)
+        column = table.c[key.column]
+        condition = column.in_(key.candidates) if key.alternatives else column == key.value
+        query = select(table, db_epoch_ms().label("db_now")).where(condition)
         if key.column not in ("id", "user_name"):
             # Token digests are not unique: pick the same row every time.
             query = query.order_by(table.c.id)
@@ -297,6 +324,9 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             row_id = self._update(conn, LookupKey("id", token_id), values, token_id)
             if row_id is not None:
                 return row_id
+        if "key_id" in values:
+            # A new row holds only what this store sealed.
+            values = {**values, "key_id": self._codec.key_id}
         conn.execute(self._table.insert().values(id=new_id, **values))
         return new_id
 
@@ -332,6 +362,31 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             select(table.c.id).where(table.c[target.column] == target.value)
         ).scalar_one()
         return row_id
+
+    def _key_id_after_write(self) -> ColumnElement[str | None]:
+        """``key_id`` after an update that writes some secrets with this store's codec.
+
+        The row keeps a single key id only while every secret in it is sealed
+        by that key; otherwise it is "mixed", and ``encrypt``/``rotate-key``
+        pick it up.
+        """
+        column = self._table.c.key_id
+        current = self._codec.key_id
+        if current is None:
+            return case((column.is_(None), null()), else_=literal(MIXED))
+        return case((column == current, literal(current)), else_=literal(MIXED))
+
+    def _refuse_plaintext_into_encrypted_table(self) -> None:
+        table = self._table
+        query = select(table.c.key_id).where(table.c.key_id.is_not(None)).limit(1)
+        sealed = self._run("save_token", lambda conn: conn.execute(query).scalar_one_or_none())
+        if sealed is not None:
+            raise EncryptionError(
+                f"save_token: the table {table.name!r} holds encrypted rows (key {sealed}) and "
+                f"this store has no keys: set {KEYS_ENV_VAR}, or pass allow_plaintext=True "
+                "to write plaintext into it anyway"
+            )
+        self._plaintext_checked = True
 
     # The one boundary where database errors become TokenStoreError ------------------
 
