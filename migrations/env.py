@@ -84,6 +84,15 @@ def run_migrations_online() -> None:
         engine = make_engine(resolve_url(_url()))
     try:
         with engine.connect() as connection:
+            # The store's engines run in autocommit mode; a migration needs a
+            # real transaction, so that a failed step leaves nothing behind on
+            # PostgreSQL, which rolls DDL back. pysqlite opens transactions
+            # only before DML, so SQLite stays in autocommit, where the
+            # adoption step (adopt.py) sends its own BEGIN.
+            if connection.dialect.name != "sqlite":
+                connection = connection.execution_options(
+                    isolation_level=connection.default_isolation_level
+                )
             _run_on(connection)
             connection.commit()
     finally:

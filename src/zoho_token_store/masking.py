@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from zoho_token_store.crypto import is_sealed, sealed_key_id
+
 __all__ = ["mask"]
 
 _SHOWN = 4
@@ -24,6 +26,8 @@ def mask(value: str | None) -> str:
     """
     if value is None or value == "":
         return "-"
+    if is_sealed(value):
+        return f"encrypted ({sealed_key_id(value)})"
     if len(value) < 24:
         return f"…({len(value)})"
     prefix, dot, _ = value.partition(".")
