@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from zoho_token_store import adopt, cli_doctor, cli_tokens, cli_transfer, migrate
+from zoho_token_store import adopt, cli_crypto, cli_doctor, cli_tokens, cli_transfer, migrate
 from zoho_token_store.cli_common import (
     PROG,
     ErrorHandlingGroup,
@@ -174,3 +174,4 @@ def history() -> None:
 cli_tokens.register(app)
 cli_transfer.register(app)
 cli_doctor.register(app)
+cli_crypto.register(app)
