@@ -183,19 +183,20 @@ def test_inside_the_sdk_window_a_caller_waits_for_the_lease_holders_new_token(
     assert waited.get_expires_in() == winner.get_expires_in()
 
 
-def test_a_wait_that_runs_out_returns_the_token_as_it_is(backend: Backend, store):
+def test_a_wait_that_runs_out_takes_the_lease_over(backend: Backend, store):
     token = full_token("ann@example.com", expires=_ms_from_now(3))
     _save_old(store, token)
     waiter = _second_store(backend, store, RefreshPolicy(max_wait=0.2))
     try:
         assert store.find_token_by_id(token.get_id()).get_expires_in() == DUE
+        held = _lease_of(store, token.get_id())
         waited = waiter.find_token_by_id(token.get_id())
     finally:
         waiter.close()
 
-    # The SDK's own refresh is the fallback: nothing deadlocks.
-    assert waited.get_expires_in() == token.get_expires_in()
-    assert waited.get_access_token() == token.get_access_token()
+    # Nothing deadlocks: the waiter refreshes in the place of the stuck holder.
+    assert waited.get_expires_in() == DUE
+    assert _lease_of(store, token.get_id()) != held
 
 
 def test_a_short_lived_token_is_not_due_right_after_it_is_saved(store):

@@ -11,7 +11,16 @@ errors included, and enforces Zoho's limits:
 - a refresh token has at most 15 live access tokens; a new one drops the oldest;
 - a client and user have at most 20 refresh tokens; a new one revokes the oldest.
 
-Time comes from an injectable clock, so tests advance it instead of sleeping.
+It counts what those limits cost: grant exchanges, refreshes, refreshes denied
+for going over the limit, and CRM calls refused for an invalid access token
+(with the reason: expired, dropped past the 15, revoked or unknown). Every
+answer of the token endpoint is kept, timestamped, as a :class:`TokenGrant`;
+:meth:`FakeZoho.stats` sums them up.
+
+The fake serves from threads of the process that starts it, so worker
+processes reach it over HTTP, as they would reach Zoho; its records live in
+that one process. Time comes from an injectable clock, so tests advance it
+instead of sleeping; real time (the default) suits runs of several processes.
 Tokens and secrets stay in memory: no repr, log entry or message shows one.
 """
 
@@ -29,7 +38,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 from zohocrmsdk.src.com.zoho.crm.api.dc.data_center import DataCenter
 
-__all__ = ["CrmCall", "FakeZoho", "LoggedRequest", "ManualClock"]
+__all__ = [
+    "ACCESS_DENIED",
+    "CrmCall",
+    "FakeZoho",
+    "FakeZohoStats",
+    "LoggedRequest",
+    "ManualClock",
+    "TokenGrant",
+]
 
 MAX_REFRESHES_PER_WINDOW = 10
 REFRESH_WINDOW_SECONDS = 600
@@ -38,8 +55,9 @@ MAX_REFRESH_TOKENS_PER_USER = 20
 
 _Json = dict[str, Any]
 _Reply = tuple[int, _Json]
+ACCESS_DENIED = "Access Denied"
 _TOO_MANY_REQUESTS = {
-    "error": "Access Denied",
+    "error": ACCESS_DENIED,
     "error_description": "You have made too many requests continuously. "
     "Please try again after some time.",
 }
@@ -88,6 +106,7 @@ class LoggedRequest:
     path: str
     kind: str  # "authorization_code", "refresh_token", "revoke", "crm" or "other"
     outcome: str  # "ok", or the error or code Zoho would answer with
+    at: float = field(default=0.0, compare=False)  # when it was served, on the fake's clock
 
 
 @dataclass(frozen=True)
@@ -99,6 +118,45 @@ class CrmCall:
     status: int
     user_email: str | None
     access_token: str | None = field(repr=False)
+    at: float = field(default=0.0, compare=False)  # when it was served, on the fake's clock
+    # Why an INVALID_TOKEN call was refused: "expired", "dropped" (past the 15
+    # live tokens of its refresh token), "revoked" or "unknown"; else None.
+    invalid_reason: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """One answer of the token endpoint to a grant exchange or a refresh; no secret in repr.
+
+    ``outcome`` is "ok" or the error the fake answered with, "Access Denied"
+    for a refresh over the limit. ``access_token`` and ``expires_at`` (on the
+    fake's clock) are set when a token was issued.
+    """
+
+    at: float
+    grant_type: str  # "authorization_code" or "refresh_token"
+    outcome: str
+    access_token: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    expires_at: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when an access token was issued."""
+        return self.outcome == "ok"
+
+
+@dataclass(frozen=True)
+class FakeZohoStats:
+    """What the fake has counted so far (see :meth:`FakeZoho.stats`)."""
+
+    exchanges: int  # successful grant-token exchanges
+    refreshes: int  # refreshes that issued an access token
+    throttled_refreshes: int  # refreshes denied: over 10 in 10 minutes
+    crm_calls: int
+    invalid_token_calls: int  # CRM calls refused with INVALID_TOKEN
+    invalid_token_reasons: dict[str, int]
+    refresh_times: tuple[float, ...]  # of the successful refreshes, oldest first
 
 
 @dataclass
@@ -118,7 +176,9 @@ class FakeZoho:
     clients with :meth:`add_client` and hand out grant tokens with
     :meth:`issue_grant_token`; the SDK does the rest through :meth:`environment`.
     ``access_token_lifetime`` (seconds) applies to tokens issued after it is set.
-    ``grant_exchange_count`` and ``refresh_count`` count successful grants.
+    ``grant_exchange_count`` and ``refresh_count`` count successful grants,
+    ``throttled_refresh_count`` the refreshes denied for going over the limit,
+    ``invalid_token_count`` the CRM calls refused for an invalid access token.
     """
 
     def __init__(
@@ -135,6 +195,8 @@ class FakeZoho:
         self.org_id = org_id
         self.grant_exchange_count = 0
         self.refresh_count = 0
+        self.throttled_refresh_count = 0
+        self.invalid_token_count = 0
         # The server's threads and the test's thread share all of the below.
         self._lock = threading.Lock()
         self._clients: dict[str, tuple[str, str | None]] = {}  # id -> secret, redirect URL
@@ -142,8 +204,11 @@ class FakeZoho:
         self._grants: dict[str, tuple[str, str, float]] = {}  # code -> client, email, expiry
         self._refresh_tokens: dict[str, _RefreshToken] = {}  # in issue order
         self._access_tokens: dict[str, tuple[_RefreshToken, float]] = {}  # -> owner, expiry
+        self._dead: dict[str, str] = {}  # dropped or revoked access token -> which of the two
+        self._invalid_reasons: dict[str, int] = {}  # why CRM calls got INVALID_TOKEN -> count
         self._log: list[LoggedRequest] = []
         self._crm_calls: list[CrmCall] = []
+        self._grants_log: list[TokenGrant] = []
         self._server: _Server | None = None
 
     def __repr__(self) -> str:
@@ -229,6 +294,34 @@ class FakeZoho:
             owner = self._refresh_tokens.get(refresh_token)
             return owner.refreshes if owner else 0
 
+    @property
+    def grants(self) -> list[TokenGrant]:
+        """Every answer to a grant exchange or a refresh, oldest first, denials included."""
+        with self._lock:
+            return list(self._grants_log)
+
+    @property
+    def refresh_times(self) -> list[float]:
+        """When each successful refresh was answered, on the fake's clock, oldest first."""
+        with self._lock:
+            return [g.at for g in self._grants_log if g.grant_type == "refresh_token" and g.ok]
+
+    def stats(self) -> FakeZohoStats:
+        """The counters, taken together under the lock."""
+        with self._lock:
+            refresh_times = tuple(
+                g.at for g in self._grants_log if g.grant_type == "refresh_token" and g.ok
+            )
+            return FakeZohoStats(
+                exchanges=self.grant_exchange_count,
+                refreshes=self.refresh_count,
+                throttled_refreshes=self.throttled_refresh_count,
+                crm_calls=len(self._crm_calls),
+                invalid_token_calls=self.invalid_token_count,
+                invalid_token_reasons=dict(self._invalid_reasons),
+                refresh_times=refresh_times,
+            )
+
     # The accounts server. Like Zoho, it reports every OAuth error with HTTP 200.
 
     def _token_endpoint(self, form: dict[str, str]) -> _Json:
@@ -237,12 +330,25 @@ class FakeZoho:
             return {"error": "invalid_client"}
         if form.get("client_secret") != client[0]:
             return {"error": "invalid_client_secret"}
-        grant_type = form.get("grant_type")
+        grant_type = form.get("grant_type", "")
         if grant_type == "authorization_code":
-            return self._exchange(form, client[1])
-        if grant_type == "refresh_token":
-            return self._refresh(form)
-        return {"error": "unsupported_grant_type"}
+            reply = self._exchange(form, client[1])
+        elif grant_type == "refresh_token":
+            reply = self._refresh(form)
+        else:
+            return {"error": "unsupported_grant_type"}
+        access_token = reply.get("access_token")
+        self._grants_log.append(
+            TokenGrant(
+                at=self.clock(),
+                grant_type=grant_type,
+                outcome=str(reply.get("error") or "ok"),
+                access_token=access_token,
+                refresh_token=reply.get("refresh_token") or form.get("refresh_token"),
+                expires_at=self._access_tokens[access_token][1] if access_token else None,
+            )
+        )
+        return reply
 
     def _exchange(self, form: dict[str, str], redirect_url: str | None) -> _Json:
         grant = self._grants.pop(form.get("code", ""), None)  # popped: single use
@@ -266,6 +372,7 @@ class FakeZoho:
         while times and now - times[0] >= REFRESH_WINDOW_SECONDS:
             times.popleft()
         if len(times) >= MAX_REFRESHES_PER_WINDOW:
+            self.throttled_refresh_count += 1
             return dict(_TOO_MANY_REQUESTS)
         times.append(now)
         owner.refreshes += 1
@@ -275,7 +382,9 @@ class FakeZoho:
     def _issue_access_token(self, owner: _RefreshToken) -> _Json:
         live = deque(a for a in owner.access_tokens if self._live(a))
         while len(live) >= MAX_ACCESS_TOKENS_PER_REFRESH_TOKEN:
-            del self._access_tokens[live.popleft()]
+            dropped = live.popleft()
+            del self._access_tokens[dropped]
+            self._dead[dropped] = "dropped"
         token = _new_token()
         live.append(token)
         owner.access_tokens = live
@@ -291,7 +400,8 @@ class FakeZoho:
     def _revoke(self, owner: _RefreshToken) -> None:
         del self._refresh_tokens[owner.value]
         for access_token in owner.access_tokens:
-            self._access_tokens.pop(access_token, None)
+            if self._access_tokens.pop(access_token, None) is not None:
+                self._dead[access_token] = "revoked"
 
     def _live(self, access_token: str) -> bool:
         entry = self._access_tokens.get(access_token)
@@ -301,15 +411,19 @@ class FakeZoho:
 
     def _crm(self, path: str, query: dict[str, str], authorization: str | None) -> _Reply:
         scheme, _, token = (authorization or "").partition(" ")
-        email = None
+        email = reason = None
         if scheme != "Zoho-oauthtoken" or not token:
             status, body = _crm_error(401, "AUTHENTICATION_FAILURE", "Authentication failed")
-        elif not self._live(token):  # unknown, expired, dropped or revoked
+        elif not self._live(token):
             status, body = _crm_error(401, "INVALID_TOKEN", "invalid oauth token")
+            reason = self._dead.get(token, "expired" if token in self._access_tokens else "unknown")
+            self.invalid_token_count += 1
+            self._invalid_reasons[reason] = self._invalid_reasons.get(reason, 0) + 1
         else:
             email = self._access_tokens[token][0].email
             status, body = self._crm_resource(path, query, email)
-        self._crm_calls.append(CrmCall("GET", path, status, email, token or None))
+        call = CrmCall("GET", path, status, email, token or None, self.clock(), reason)
+        self._crm_calls.append(call)
         return status, body
 
     def _crm_resource(self, path: str, query: dict[str, str], email: str) -> _Reply:
@@ -353,12 +467,16 @@ class FakeZoho:
             else:
                 kind, (status, reply) = "other", _crm_error(404, "INVALID_URL_PATTERN", _BAD_URL)
             outcome = str(reply.get("error") or reply.get("code") or "ok")
-            self._log.append(LoggedRequest(method, url.path, kind, outcome))
+            self._log.append(LoggedRequest(method, url.path, kind, outcome, self.clock()))
         return status, reply
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Many worker processes connect at once, a new connection per SDK request:
+    # socketserver's default backlog of 5 would drop SYNs, and each dropped one
+    # costs the client a one-second retransmission.
+    request_queue_size = 128
     fake: FakeZoho
 
 

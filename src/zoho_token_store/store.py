@@ -242,44 +242,60 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
 
         One SELECT in the common case. Only a token that is due costs more:
         one conditional UPDATE to take the lease, or, for a caller that must
-        wait for another's refresh, a SELECT every ``poll_interval`` up to
-        ``max_wait``.
+        wait for another's refresh, a SELECT every ``poll_interval``. A holder
+        that has not saved within ``max_wait`` of this caller's waiting on it
+        is taken over: one conditional UPDATE, which one waiter wins.
         """
         policy = self._refresh
         deadline = time.monotonic() + policy.max_wait
+        waiting_on: int | None = None  # the lease this caller is waiting on
         while True:
             row = self._run(operation, lambda conn: self._first_row(conn, key))
             if row is None:
                 return None
-            action = policy.action(
-                row["expiry_time"], row["issued_at"], row["refresh_lease_until"], row["db_now"]
-            )
+            lease_until = row["refresh_lease_until"]
+            action = policy.action(row["expiry_time"], row["issued_at"], lease_until, row["db_now"])
             if action is Action.USE:
                 return row, False
             if action is Action.LEASE and self._run(operation, partial(self._lease, row=row)):
                 return row, True
-            if action is Action.WAIT and time.monotonic() >= deadline:
-                # The lease holder is slow or gone: let the SDK refresh by itself.
-                return row, False
+            if action is Action.WAIT and lease_until != waiting_on:
+                if waiting_on is not None:  # a new holder gets a whole wait too
+                    deadline = time.monotonic() + policy.max_wait
+                waiting_on = lease_until
+            elif action is Action.WAIT and time.monotonic() >= deadline:
+                # The holder is slow or gone. Take its lease over, so that one
+                # caller refreshes instead of every waiter's SDK at once; the
+                # waiters that lose see the winner's lease on their next read.
+                if self._run(operation, partial(self._lease, row=row, take_over=True)):
+                    return row, True
+                continue
             if action is Action.WAIT:
                 time.sleep(policy.poll_interval)
             # A lost lease race: read again to see what the winner left.
 
-    def _lease(self, conn: Connection, row: RowMapping) -> bool:
+    def _lease(self, conn: Connection, row: RowMapping, take_over: bool = False) -> bool:
         """Take the refresh lease on ``row``'s token; True for the one caller that wins it.
 
         One conditional UPDATE, atomic on every backend: it matches only while
         nobody holds a live lease and the token is still the one this caller
-        read (a refresh saved in between changes its expiry).
+        read (a refresh saved in between changes its expiry). With
+        ``take_over``, it matches while the lease is still the one this caller
+        read, live or not.
         """
         table = self._table
         lease = table.c.refresh_lease_until
+        free = (
+            lease == row["refresh_lease_until"]
+            if take_over
+            else or_(lease.is_(None), lease <= db_epoch_ms())
+        )
         statement = (
             update(table)
             .where(
                 table.c.id == row["id"],
                 table.c.expiry_time == row["expiry_time"],
-                or_(lease.is_(None), lease <= db_epoch_ms()),
+                free,
             )
             .values(refresh_lease_until=db_epoch_ms() + self._refresh.lease_ms)
         )
