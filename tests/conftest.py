@@ -8,6 +8,8 @@ install (PostgreSQL and MariaDB on 127.0.0.1, trust auth):
 
 A server that cannot be reached skips its tests with the reason, unless
 ``ZTS_REQUIRE_BACKENDS=1`` (as in CI), where it fails them instead.
+``ZTS_BACKENDS`` (comma-separated, e.g. ``sqlite,sqlite_memory``) runs only
+the backends it names; the others are not collected at all.
 
 Each pytest-xdist worker works in a table of its own, so workers never see
 each other's rows.
@@ -33,9 +35,24 @@ SERVER_URLS = {
     ),
     "mariadb": os.environ.get("ZTS_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
 }
-BACKENDS = ["sqlite", "sqlite_memory", "postgresql", "mariadb"]
+ALL_BACKENDS = ["sqlite", "sqlite_memory", "postgresql", "mariadb"]
+
+
+def _selected_backends() -> list[str]:
+    wanted = [name.strip() for name in os.environ.get("ZTS_BACKENDS", "").split(",")]
+    wanted = [name for name in wanted if name]
+    unknown = sorted(set(wanted) - set(ALL_BACKENDS))
+    if unknown:
+        raise pytest.UsageError(
+            f"ZTS_BACKENDS: unknown backend(s) {', '.join(unknown)}; "
+            f"choose from {','.join(ALL_BACKENDS)}"
+        )
+    return [name for name in ALL_BACKENDS if name in wanted] if wanted else ALL_BACKENDS
+
+
+BACKENDS = _selected_backends()
 # Backends whose schema comes from the migrations (in-memory SQLite makes its own).
-MIGRATED_BACKENDS = ["sqlite", "postgresql", "mariadb"]
+MIGRATED_BACKENDS = [name for name in BACKENDS if name != "sqlite_memory"]
 REQUIRE_BACKENDS = os.environ.get("ZTS_REQUIRE_BACKENDS") == "1"
 
 

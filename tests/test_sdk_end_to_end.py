@@ -30,11 +30,14 @@ from zohocrmsdk.src.com.zoho.crm.api.record import (
     ResponseWrapper,
 )
 from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
+from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
 
 import zoho_token_store
 from zoho_token_store import SQLAlchemyTokenStore
 from zoho_token_store.fake_zoho import FakeZoho, ManualClock
 
+# The CRM API path of the installed SDK: /crm/v8 for zohocrmsdk8-0, /crm/v7 for 7-0.
+CRM = f"/crm/{Constants.API_VERSION}"
 CLIENT_ID = "1000.E2ECLIENTID"
 CLIENT_SECRET = "e2e-client-secret-0123456789abcdef"
 ADA = "ada@example.com"
@@ -119,8 +122,8 @@ def test_grant_exchange_saves_the_row_under_the_current_user(fake, store, sdk):
     assert started_ms + 3_600_000 <= int(row.get_expires_in()) <= time.time() * 1000 + 3_600_000
     assert (fake.grant_exchange_count, fake.refresh_count) == (1, 0)
     assert [(c.path, c.status, c.access_token) for c in fake.crm_calls] == [
-        ("/crm/v8/users", 200, access_token),
-        ("/crm/v8/org", 200, access_token),
+        (f"{CRM}/users", 200, access_token),
+        (f"{CRM}/org", 200, access_token),
     ]
 
 
@@ -132,8 +135,8 @@ def test_crm_records_call_carries_the_stored_access_token(fake, store, sdk):
     stored_access_token = rows_by_user(store)[f"{ADA}:{fake.org_id}"].get_access_token()
     # The SDK fetches the module's field metadata before its first records call.
     assert [(c.path, c.status, c.access_token) for c in fake.crm_calls[2:]] == [
-        ("/crm/v8/settings/fields", 200, stored_access_token),
-        ("/crm/v8/Leads", 200, stored_access_token),
+        (f"{CRM}/settings/fields", 200, stored_access_token),
+        (f"{CRM}/Leads", 200, stored_access_token),
     ]
 
 
@@ -210,8 +213,8 @@ def test_a_second_process_reuses_the_stored_token(fake, shared_store, sdk, tmp_p
     assert json.loads(child.stdout) == {"status": 200, "ids": LEAD_IDS}
     assert (fake.grant_exchange_count, fake.refresh_count) == (1, 0)
     assert [(c.path, c.status, c.access_token) for c in fake.crm_calls[calls_before:]] == [
-        ("/crm/v8/settings/fields", 200, stored.get_access_token()),
-        ("/crm/v8/Leads", 200, stored.get_access_token()),
+        (f"{CRM}/settings/fields", 200, stored.get_access_token()),
+        (f"{CRM}/Leads", 200, stored.get_access_token()),
     ]
     [row] = store.get_tokens()
     assert (row.get_access_token(), row.get_refresh_token()) == (
@@ -242,8 +245,8 @@ def test_an_expired_access_token_is_refreshed_once_keeping_the_refresh_token(
     assert (fake.grant_exchange_count, fake.refresh_count) == (1, 1)
     assert fake.refreshes_of(after.get_refresh_token()) == 1
     assert [(c.path, c.status, c.access_token) for c in fake.crm_calls[calls_before:]] == [
-        ("/crm/v8/settings/fields", 200, after.get_access_token()),
-        ("/crm/v8/Leads", 200, after.get_access_token()),
+        (f"{CRM}/settings/fields", 200, after.get_access_token()),
+        (f"{CRM}/Leads", 200, after.get_access_token()),
     ]
 
 

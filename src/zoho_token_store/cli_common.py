@@ -18,6 +18,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
+
+try:  # Typer vendors Click from 0.28 on; before, it depends on Click itself.
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - Typer < 0.28 (the last on Python 3.9)
+    from click.exceptions import ClickException  # type: ignore[import-not-found,no-redef,unused-ignore]  # only there with Typer < 0.28
 from alembic.util import CommandError
 from rich.console import Console
 from sqlalchemy import URL, Engine
@@ -172,13 +177,18 @@ def configure_logging(debug: bool) -> None:
         alembic_logger.addHandler(logging.NullHandler())
 
 
+# Click's own exceptions (usage errors and the like) carry their exit codes
+# and messages: they pass through.
+_PASS_THROUGH: tuple[type[BaseException], ...] = (ClickException, typer.Exit, typer.Abort)
+
+
 class ErrorHandlingGroup(TyperGroup):
     """Turns every failure of a subcommand into one line on stderr and exit code 1."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.TyperException, typer.Exit, typer.Abort):
+        except _PASS_THROUGH:
             raise
         except Exception as exc:
             debug = isinstance(ctx.obj, Settings) and ctx.obj.debug

@@ -30,6 +30,7 @@ from zohocrmsdk.src.com.zoho.crm.api.record import (
     ResponseWrapper,
 )
 from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
+from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
 
 from zoho_token_store import migrate
 from zoho_token_store._sdk import OAuthToken, SDKException
@@ -113,7 +114,7 @@ def _run(url: str, resources: str) -> None:
         print(f"  refresh token {mask(first.get_refresh_token())}")
         print(f"  access token  {mask(first.get_access_token())}")
 
-        _step(2, "CRM call: GET /crm/v8/Leads")
+        _step(2, f"CRM call: GET /crm/{Constants.API_VERSION}/Leads")
         _show_leads(fake)
 
         _step(3, "A second store instance on the same database, with the same app configuration")
@@ -181,7 +182,9 @@ def _show_leads(fake: FakeZoho) -> None:
     response = RecordOperations("Leads").get_records(params)
     body = None if response is None else response.get_object()
     if not isinstance(body, ResponseWrapper):
-        raise SDKException(code="DEMO", message="GET /crm/v8/Leads returned no records")
+        raise SDKException(
+            code="DEMO", message=f"GET /crm/{Constants.API_VERSION}/Leads returned no records"
+        )
     records = body.get_data()
     leads = ", ".join(
         f"{r.get_key_value('Last_Name')} ({r.get_key_value('Company')})" for r in records

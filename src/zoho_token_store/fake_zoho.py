@@ -27,6 +27,7 @@ Tokens and secrets stay in memory: no repr, log entry or message shows one.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
@@ -61,6 +62,7 @@ _TOO_MANY_REQUESTS = {
     "error_description": "You have made too many requests continuously. "
     "Please try again after some time.",
 }
+_CRM_PATH = re.compile(r"/crm/v[0-9]+(/.*)")
 _BAD_URL = "Please check if the URL trying to access is a correct one"
 _LEAD_FIELDS = ("Last_Name", "Email", "Company")
 _LEADS = (
@@ -427,19 +429,23 @@ class FakeZoho:
         return status, body
 
     def _crm_resource(self, path: str, query: dict[str, str], email: str) -> _Reply:
-        if path == "/crm/v8/users" and query.get("type") == "CurrentUser":
+        # The same resources under every API version the SDKs speak
+        # (zohocrmsdk7-0 calls /crm/v7/..., zohocrmsdk8-0 /crm/v8/...).
+        versioned = _CRM_PATH.fullmatch(path)
+        path = versioned.group(1) if versioned else path
+        if path == "/users" and query.get("type") == "CurrentUser":
             user = {"id": self._user_ids[email], "email": email, "status": "active"}
             return 200, _page("users", [{**user, "full_name": email.partition("@")[0]}])
-        if path == "/crm/v8/org":
+        if path == "/org":
             org = {"id": f"{self.org_id}000", "zgid": self.org_id, "company_name": "Fake Zoho Org"}
             return 200, {"org": [org]}
-        if path == "/crm/v8/settings/fields" and query.get("module") == "Leads":
+        if path == "/settings/fields" and query.get("module") == "Leads":
             fields = [
                 {"api_name": name, "data_type": "text", "system_mandatory": name == "Last_Name"}
                 for name in _LEAD_FIELDS
             ]
             return 200, {"fields": fields}
-        if path == "/crm/v8/Leads":
+        if path == "/Leads":
             wanted = [name for name in query.get("fields", "").split(",") if name in _LEAD_FIELDS]
             if not wanted:  # Zoho requires the fields parameter
                 message = "One of the expected parameter is missing"
