@@ -22,6 +22,7 @@ first when they are there, so no pyenv shim or ``pyenv global`` is needed.
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 
@@ -91,7 +92,11 @@ def _other(sdk: str) -> str:
 @nox.parametrize("sdk", list(SDKS), ids=list(SDKS))
 def tests(session: nox.Session, sdk: str) -> None:
     """The test suite on one interpreter and one SDK."""
-    _install(session, sdk, "postgres", "mysql", "cli", "encryption", "test")
+    # The command line needs Typer 0.24, which needs Python 3.10: on 3.9 the
+    # library is tested without it.
+    cli = session.python != "3.9"
+    _install(session, sdk, "postgres", "mysql", *(["cli"] if cli else []), "encryption", "test")
+    no_cli = [] if cli else [f"--ignore={path}" for path in sorted(glob.glob("tests/test_cli*.py"))]
     on_servers = (session.python, sdk) in SERVER_CELLS
     backends = os.environ.get("ZTS_BACKENDS") or (ALL_BACKENDS if on_servers else SQLITE_BACKENDS)
     env = {"ZTS_BACKENDS": backends}
@@ -104,6 +109,7 @@ def tests(session: nox.Session, sdk: str) -> None:
         "2",
         # The wheel test has a session of its own.
         "--ignore=tests/test_build.py",
+        *no_cli,
         *session.posargs,
         env=env,
     )
