@@ -249,3 +249,22 @@ def test_reprs_show_key_ids_only():
     keyring = Keyring([KEY_A, KEY_B])
     assert repr(keyring) == f"Keyring(key_ids={list(keyring.key_ids)!r})"
     assert KEY_A not in repr(keyring) and KEY_B not in repr(keyring)
+
+
+def test_a_store_with_the_wrong_key_never_writes_into_a_row_sealed_by_another(
+    shared_backend: Backend, empty
+):
+    _store(shared_backend, [KEY_A]).save_token(full_token("ann@example.com"))
+    before = _raw_rows(empty)
+    wrong = _store(shared_backend, [KEY_B])
+
+    with pytest.raises(EncryptionError) as info:
+        wrong.save_token(make_token(user="ann@example.com", access="1000.access.new", expires="9"))
+
+    key_a, key_b = Keyring([KEY_A]).key_id, Keyring([KEY_B]).key_id
+    assert info.value.error_message == (
+        f"save_token: the stored row is sealed with key {key_a}, which is not among this "
+        f"store's keys ({key_b}); nothing was written"
+    )
+    assert _raw_rows(empty) == before
+    wrong.close()

@@ -750,3 +750,33 @@ def test_a_29_character_table_name_is_accepted(backend: Any) -> None:
         assert inspect(store.engine).has_table(name) is (backend.name == "sqlite_memory")
     finally:
         store.close()
+
+
+def test_a_lone_surrogate_is_refused_naming_the_field(seeded: SQLAlchemyTokenStore) -> None:
+    token = make_token(ADA, ADA_SECRETS)
+    token.set_access_token("1000.\ud800x")
+    assert_refused(
+        seeded,
+        lambda: seeded.save_token(token),
+        "save_token: access_token is not valid Unicode (it holds a lone surrogate)",
+    )
+
+
+@pytest.mark.parametrize("operation", ["find_token_by_id", "delete_token"])
+def test_an_id_with_a_nul_character_is_refused_on_every_backend(
+    seeded: SQLAlchemyTokenStore, operation: str
+) -> None:
+    assert_refused(
+        seeded,
+        lambda: getattr(seeded, operation)("a\x00b"),
+        f"{operation}: id contains a NUL character",
+    )
+
+
+def test_a_mysql_url_without_a_database_is_refused() -> None:
+    with pytest.raises(TokenStoreError) as info:
+        SQLAlchemyTokenStore(f"mysql://root:{URL_PASSWORD}@127.0.0.1")
+    assert info.value.error_message == (
+        "invalid database URL: a MySQL or MariaDB URL must name its database, "
+        "as in 'mysql://user@host/dbname'"
+    )

@@ -75,6 +75,7 @@ class Codec:
     """How values are stored and found. The base is the plain, keyless codec."""
 
     key_id: str | None = None
+    key_ids: tuple[str, ...] = ()
 
     def seal(self, value: str) -> str:
         return value
@@ -129,7 +130,7 @@ class Keyring(Codec):
             self._lookup_keys.append(_derive_lookup_key(raw))
         self._current = next(iter(self._fernets))
         self.key_id = self._current
-        self.key_ids: tuple[str, ...] = tuple(self._fernets)
+        self.key_ids = tuple(self._fernets)
 
     def __repr__(self) -> str:
         return f"Keyring(key_ids={list(self.key_ids)!r})"

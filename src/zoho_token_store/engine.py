@@ -80,6 +80,11 @@ def resolve_url(url: UrlLike | None) -> URL:
     driver = _DEFAULT_DRIVERS.get(parsed.drivername)
     if driver is not None:
         parsed = parsed.set(drivername=driver)
+    if parsed.get_backend_name() in ("mysql", "mariadb") and not parsed.database:
+        raise TokenStoreError(
+            "invalid database URL: a MySQL or MariaDB URL must name its database, "
+            "as in 'mysql://user@host/dbname'"
+        )
     if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     return parsed

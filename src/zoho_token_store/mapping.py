@@ -25,6 +25,7 @@ __all__ = [
     "TokenFields",
     "digest",
     "fill_missing",
+    "read_id",
     "read_token",
     "to_oauth_token",
 ]
@@ -194,7 +195,23 @@ def _text(operation: str, name: str, value: object) -> str | None:
         # PostgreSQL cannot store NUL in text, and the others would keep it:
         # refusing it everywhere keeps the backends alike.
         raise InvalidTokenError(f"{operation}: {name} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidTokenError(
+            f"{operation}: {name} is not valid Unicode (it holds a lone surrogate)"
+        ) from None
     return value
+
+
+def read_id(value: object, operation: str) -> str:
+    """Validate an id given on its own (``delete_token``, ``find_token_by_id``)."""
+    if not isinstance(value, str) or value == "":
+        got = "an empty string" if value == "" else type(value).__name__
+        raise InvalidTokenError(f"{operation}: id must be a non-empty string, got {got}")
+    checked = _text(operation, "id", value)
+    assert checked is not None  # noqa: S101  # non-empty strings come back as they are
+    return checked
 
 
 def _expiry(operation: str, value: object) -> int | None:

@@ -40,6 +40,7 @@ from zoho_token_store.mapping import (
     SECRET_COLUMNS,
     LookupKey,
     fill_missing,
+    read_id,
     read_token,
     to_oauth_token,
 )
@@ -203,7 +204,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
 
     def delete_token(self, id: str) -> None:
         """Delete the row with this id; an unknown id is not an error."""
-        self._check_id("delete_token", id)
+        read_id(id, "delete_token")
         table = self._table
         self._run("delete_token", lambda conn: conn.execute(delete(table).where(table.c.id == id)))
 
@@ -225,7 +226,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         Refresh coordination applies as for :meth:`find_token`: in steady
         state the SDK reads every token through this method.
         """
-        self._check_id("find_token_by_id", id)
+        read_id(id, "find_token_by_id")
         found = self._read("find_token_by_id", LookupKey("id", id))
         if found is None:
             return None
@@ -352,32 +353,42 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         """Update the row ``target`` names; return its id, or ``None`` if there is none.
 
         When the token already carries an id, that is what is returned: the
-        caller only needs an id to give a token that lacks one.
+        caller only needs an id to give a token that lacks one. A store with
+        keys never writes into a row sealed by a key it lacks: that would
+        leave the row unreadable to the stores that hold the row's key.
         """
         table = self._table
+        matches = table.c[target.column] == target.value
         statement = (
-            update(table)
-            .where(table.c[target.column] == target.value)
-            .values(updated_at=func.now(), **values)
+            update(table).where(matches, *self._writable()).values(updated_at=func.now(), **values)
         )
-        if target.column == "id":
-            return target.value if conn.execute(statement).rowcount else None
-        if conn.dialect.update_returning:
-            returned: str | None = conn.execute(
-                statement.returning(table.c.id)
-            ).scalar_one_or_none()
-            return returned
-        # MySQL and MariaDB have no UPDATE ... RETURNING: read the id by the
-        # unique user name, and only when the token lacks one. The SDK's
-        # saves carry the id the store gave them.
-        if not conn.execute(statement).rowcount:
-            return None
-        if token_id is not None:
-            return token_id
-        row_id: str = conn.execute(
-            select(table.c.id).where(table.c[target.column] == target.value)
-        ).scalar_one()
+        if conn.dialect.update_returning and target.column != "id":
+            row_id: str | None = conn.execute(statement.returning(table.c.id)).scalar_one_or_none()
+        elif conn.execute(statement).rowcount:
+            # MySQL and MariaDB have no UPDATE ... RETURNING: read the id by
+            # the unique user name, and only when the token lacks one. The
+            # SDK's saves carry the id the store gave them.
+            row_id = target.value if target.column == "id" else token_id
+            if row_id is None:
+                row_id = conn.execute(select(table.c.id).where(matches)).scalar_one()
+        else:
+            row_id = None
+        if row_id is None and self._codec.key_ids:
+            foreign = conn.execute(select(table.c.key_id).where(matches).limit(1)).first()
+            if foreign is not None:
+                raise EncryptionError(
+                    f"save_token: the stored row is sealed with key {foreign[0]}, which is not "
+                    f"among this store's keys ({', '.join(self._codec.key_ids)}); nothing was "
+                    "written"
+                )
         return row_id
+
+    def _writable(self) -> tuple[ColumnElement[bool], ...]:
+        """The rows this store may write secrets into; every row without keys."""
+        if not self._codec.key_ids:
+            return ()
+        column = self._table.c.key_id
+        return (or_(column.is_(None), column.in_((*self._codec.key_ids, MIXED))),)
 
     def _key_id_after_write(self) -> ColumnElement[str | None]:
         """``key_id`` after an update that writes some secrets with this store's codec.
@@ -449,9 +460,3 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             "or `alembic upgrade head`",
             cause=exc,
         )
-
-    @staticmethod
-    def _check_id(operation: str, id: object) -> None:
-        if not isinstance(id, str) or id == "":
-            got = "an empty string" if id == "" else type(id).__name__
-            raise InvalidTokenError(f"{operation}: id must be a non-empty string, got {got}")
