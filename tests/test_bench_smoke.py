@@ -1,0 +1,175 @@
+"""The benchmark still runs: ``python -m bench --quick`` on each backend, as a subprocess.
+
+Checks that it exits 0, that it measured and printed every operation for
+every contender of the backend, and that it counted statements, round trips
+and connections. It times nothing (``--quick`` runs each operation three
+times at 10 rows); the figures are in docs/performance.md.
+
+Server URLs come from the same variables as the other tests, and
+``ZTS_BACKENDS`` narrows the backends as it does there; an unreachable server
+skips its case unless ``ZTS_REQUIRE_BACKENDS=1``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from zoho_token_store.engine import make_engine, resolve_url
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER_URLS = {
+    "postgresql": os.environ.get(
+        "ZTS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    "mariadb": os.environ.get("ZTS_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+OPERATIONS = {
+    "find_user": "find_token (user)",
+    "find_refresh": "find_token (refresh)",
+    "find_access": "find_token (access)",
+    "find_by_id": "find_token_by_id",
+    "save_update": "save_token (update)",
+    "save_insert": "save_token (insert)",
+    "get_tokens": "get_tokens",
+}
+HAS_MYSQL_CONNECTOR = importlib.util.find_spec("mysql.connector") is not None
+CONTENDERS = {
+    "sqlite": ["floor/sqlite", "store/sqlite"],
+    "postgresql": ["floor/postgresql", "store/postgresql"],
+    "mariadb": ["floor/mariadb", "store/mariadb"]
+    + (["DBStore/mariadb"] if HAS_MYSQL_CONNECTOR else []),
+    "file": ["FileStore/csv"],
+}
+# The backends whose round trips are counted on the wire.
+WIRE = {"postgresql", "mariadb"}
+# ZTS_BACKENDS (as in conftest.py) narrows the run; the FileStore, which needs
+# no server, runs with SQLite.
+_WANTED = {name.strip() for name in os.environ.get("ZTS_BACKENDS", "").split(",") if name.strip()}
+SELECTED = [
+    name for name in CONTENDERS if not _WANTED or (name if name != "file" else "sqlite") in _WANTED
+]
+
+
+def _require(backend: str) -> None:
+    url = SERVER_URLS.get(backend)
+    if url is None:
+        return
+    engine = make_engine(resolve_url(url))
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = f"{backend} at {url} is not reachable: {type(exc).__name__}"
+        if os.environ.get("ZTS_REQUIRE_BACKENDS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    finally:
+        engine.dispose()
+
+
+def _table_rows(stdout: str) -> list[tuple[str, str]]:
+    """(operation, contender) of each data row of the printed 10-row table."""
+    lines = stdout.split("== 10 rows ==", 1)[1].split("\nTargets:", 1)[0].strip().splitlines()
+    rows, operation = [], ""
+    for line in lines[1:]:  # after the header
+        # The operation is printed on its first row only; columns are 2+ spaces apart.
+        cells = re.split(r"\s{2,}", line.strip())
+        if not line.startswith(" "):
+            operation = cells.pop(0)
+        rows.append((operation, cells[0]))
+    return rows
+
+
+@pytest.mark.parametrize("backend", SELECTED)
+def test_quick_benchmark_runs(backend: str, tmp_path: Path) -> None:
+    _require(backend)
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env["ZTS_BENCH_POSTGRES_URL"] = SERVER_URLS["postgresql"]
+    env["ZTS_BENCH_MYSQL_URL"] = SERVER_URLS["mariadb"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--backends", backend, "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    expected = {(label, name) for label in OPERATIONS.values() for name in CONTENDERS[backend]}
+    printed = _table_rows(completed.stdout)
+    assert sorted(printed) == sorted(expected), completed.stdout
+    if backend == "mariadb" and not HAS_MYSQL_CONNECTOR:
+        assert "skipped DBStore/mariadb" in completed.stdout
+
+    data = json.loads(out.read_text())
+    measured = {(r["label"], r["contender"]): r for r in data["results"]}
+    assert set(measured) == expected
+    assert data["cleanup_errors"] == []
+    for (label, name), result in measured.items():
+        assert result["n"] == 3 and result["median_ns"] > 0, (label, name)
+        counts = result["counts"]
+        if name.startswith("FileStore"):
+            assert counts is None
+            continue
+        assert counts["statements"] is not None or name.startswith("DBStore"), (label, name)
+        assert (counts["round_trips"] is not None) == (backend in WIRE), (label, name)
+        if name.startswith("store/"):
+            # The claims of docs/performance.md, at the smallest scale.
+            assert counts["connections"] == 0, (label, name)
+            if label.startswith("find_token"):
+                trips = counts["round_trips"] if backend in WIRE else counts["statements"]
+                assert trips == 1, (label, name, counts)
+
+
+def test_quick_benchmark_through_the_delaying_proxy(tmp_path: Path) -> None:
+    """``--proxy-delay-ms``: every round trip to a server costs twice the delay."""
+    if "postgresql" not in SELECTED:
+        pytest.skip("ZTS_BACKENDS leaves out postgresql")
+    _require("postgresql")
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env["ZTS_BENCH_POSTGRES_URL"] = SERVER_URLS["postgresql"]
+    env["ZTS_BENCH_MYSQL_URL"] = SERVER_URLS["mariadb"]
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--proxy-delay-ms",
+            "1",
+            "--backends",
+            "postgresql",
+            "--operations",
+            "find_user,save_update",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "servers behind a proxy adding 1 ms per chunk" in completed.stdout
+    results = json.loads(out.read_text())["results"]
+    assert {r["contender"] for r in results} == {"floor/postgresql", "store/postgresql"}
+    for r in results:
+        trips = r["counts"]["round_trips"]
+        assert trips >= 1
+        # Each round trip waits at least 1 ms each way.
+        assert r["median_ns"] >= trips * 2_000_000, r
