@@ -13,7 +13,9 @@ from sqlalchemy import (
     Engine,
     MetaData,
     RowMapping,
+    Select,
     Table,
+    bindparam,
     case,
     delete,
     func,
@@ -110,6 +112,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         self._table: Table = token_table(MetaData(), table_name)
         self._refresh = refresh if refresh is not None else RefreshPolicy()
         self._codec = codec_from(encryption_keys)
+        self._lookups: dict[tuple[str, bool], Select[Any]] = {}
         # A keyless store refuses to write into a table that holds encrypted
         # rows (checked once, at its first save), unless told it may.
         self._plaintext_checked = allow_plaintext or self._codec.key_id is not None
@@ -303,14 +306,34 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         return bool(conn.execute(statement).rowcount)
 
     def _first_row(self, conn: Connection, key: LookupKey) -> RowMapping | None:
-        table = self._table
-        column = table.c[key.column]
-        condition = column.in_(key.candidates) if key.alternatives else column == key.value
-        query = select(table, db_epoch_ms().label("db_now")).where(condition)
-        if key.column not in ("id", "user_name"):
-            # Token digests are not unique: pick the same row every time.
-            query = query.order_by(table.c.id)
-        return conn.execute(query.limit(1)).mappings().first()
+        several = bool(key.alternatives)
+        params: dict[str, Any] = (
+            {"values": list(key.candidates)} if several else {"value": key.value}
+        )
+        return conn.execute(self._lookup(key.column, several), params).mappings().first()
+
+    def _lookup(self, column_name: str, several: bool) -> Select[Any]:
+        """The lookup SELECT by one column, built once per store and reused.
+
+        Building a statement costs more client time than the database spends
+        running it: the profile of a lookup showed a quarter of it there.
+        """
+        cache_key = (column_name, several)
+        query = self._lookups.get(cache_key)
+        if query is None:
+            table = self._table
+            column = table.c[column_name]
+            condition = (
+                column.in_(bindparam("values", expanding=True))
+                if several
+                else column == bindparam("value")
+            )
+            query = select(table, db_epoch_ms().label("db_now")).where(condition)
+            if column_name not in ("id", "user_name"):
+                # Token digests are not unique: pick the same row every time.
+                query = query.order_by(table.c.id)
+            query = self._lookups[cache_key] = query.limit(1)
+        return query
 
     def _upsert(
         self,
