@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, MetaData, Table, event, inspect, text
@@ -179,6 +180,29 @@ def _empty_store(
     if backend not in stores:
         stores[backend] = backend.store()
     token_store = stores[backend]
+    token_store.delete_tokens()
+    return token_store
+
+
+# A fixed key for the tests that run with encryption at rest on.
+ENCRYPTION_KEY = "q1AwVZmJ4tE9vXo2rK8sYb3nC6dF0gH5iJ7kL2mN4pQ="
+
+
+@pytest.fixture(params=["plain", "encrypted"])
+def store_either_way(
+    request: pytest.FixtureRequest, backend: Backend, _session_stores: dict[Any, Any]
+) -> SQLAlchemyTokenStore:
+    """A store on ``backend`` whose table starts empty, without and with encryption keys.
+
+    A test module that wants its tests run both ways overrides ``store`` with it.
+    """
+    cache_key = (backend, request.param)
+    if cache_key not in _session_stores:
+        keys = [ENCRYPTION_KEY] if request.param == "encrypted" else None
+        _session_stores[cache_key] = SQLAlchemyTokenStore(
+            backend.url, table_name=backend.table_name, encryption_keys=keys
+        )
+    token_store: SQLAlchemyTokenStore = _session_stores[cache_key]
     token_store.delete_tokens()
     return token_store
 

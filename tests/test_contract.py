@@ -12,22 +12,11 @@ from conftest import Backend, StatementLog, drop_schema
 from tokens import CLIENT_ID, CLIENT_SECRET, as_dict, full_token, make_token
 from zoho_token_store import InvalidTokenError, SQLAlchemyTokenStore, migrate
 
+
 # Every contract test runs with encryption at rest off and on.
-ENCRYPTION_KEY = "q1AwVZmJ4tE9vXo2rK8sYb3nC6dF0gH5iJ7kL2mN4pQ="
-
-
-@pytest.fixture(params=["plain", "encrypted"])
-def store(request, backend: Backend, _session_stores) -> SQLAlchemyTokenStore:
-    """A store on ``backend`` whose table starts empty, with or without encryption keys."""
-    cache_key = (backend, request.param)
-    if cache_key not in _session_stores:
-        keys = [ENCRYPTION_KEY] if request.param == "encrypted" else None
-        _session_stores[cache_key] = SQLAlchemyTokenStore(
-            backend.url, table_name=backend.table_name, encryption_keys=keys
-        )
-    token_store = _session_stores[cache_key]
-    token_store.delete_tokens()
-    return token_store
+@pytest.fixture
+def store(store_either_way: SQLAlchemyTokenStore) -> SQLAlchemyTokenStore:
+    return store_either_way
 
 
 # --- find_token: which row a token refers to ---------------------------------------

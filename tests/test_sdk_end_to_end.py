@@ -45,6 +45,12 @@ GRACE = "grace@example.com"
 LEAD_IDS = [4876876000000333001, 4876876000000333002]
 
 
+# The flow runs with encryption at rest off and on.
+@pytest.fixture
+def store(store_either_way: SQLAlchemyTokenStore) -> SQLAlchemyTokenStore:
+    return store_either_way
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
