@@ -63,13 +63,6 @@ def known_race(backend_name: str, exc: Exception) -> str | None:
     xfail); remove its clause here together with the fix.
     """
     message = str(exc)
-    # test_a_save_whose_row_another_worker_deletes_meanwhile_succeeds
-    if backend_name == "mariadb" and "save_token failed: NoResultFound" in message:
-        return "no_result_found"
-    # test_faults.py::test_a_statement_chosen_as_a_deadlock_victim_is_run_again:
-    # InnoDB deadlocks between a DELETE by id and an UPDATE by user name.
-    if "Deadlock found when trying to get lock" in message or "DeadlockDetected" in message:
-        return "deadlock"
     # test_a_save_that_loses_the_insert_race_twice_still_saves: an insert that
     # lost a race on the user name or on a (stale) id, twice in a row.
     cause = getattr(exc, "cause", None)
@@ -372,14 +365,6 @@ def test_a_save_whose_row_another_worker_deletes_meanwhile_succeeds(
     # row's id in a second statement; here another worker deletes the row in
     # between. Either order of the save and the delete is a correct outcome;
     # an error for a save that was applied is not.
-    if shared_backend.name == "mariadb":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="BUG: store._update reads the id with scalar_one() after the UPDATE; "
-                "a row deleted in between fails the save with NoResultFound",
-            )
-        )
     user = CHURN_USERS[0]
     shared_store.save_token(full_token(user, SEED_TAG))
     other = SQLAlchemyTokenStore(shared_backend.url, table_name=shared_backend.table_name)

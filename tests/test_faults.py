@@ -231,12 +231,6 @@ def test_a_save_whose_session_is_killed_mid_statement_is_saved_by_the_retry(
     assert len(killer.invalidated) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: store._run runs a statement again only after a lost connection or a lost "
-    "insert race, not when the database rolled it back as a deadlock victim (MySQL 1213, "
-    "PostgreSQL 40P01)",
-)
 @ON_SERVERS
 def test_a_statement_chosen_as_a_deadlock_victim_is_run_again(shared_backend: Backend) -> None:
     # Another transaction holds row "b" and, once the store's DELETE holds "a"

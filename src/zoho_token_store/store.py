@@ -61,6 +61,27 @@ _ATTEMPTS = 2
 DUE = "0"
 
 
+# PostgreSQL's SQLSTATEs and MySQL's error number for "chosen as a deadlock
+# victim, try again".
+_DEADLOCK_SQLSTATES = frozenset({"40P01", "40001"})
+_MYSQL_DEADLOCK = 1213
+
+
+def _deadlock_victim(exc: sa_exc.DBAPIError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _DEADLOCK_SQLSTATES:
+        return True
+    args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
+    return bool(args) and args[0] == _MYSQL_DEADLOCK
+
+
+def _left_mid_command(exc: sa_exc.DBAPIError) -> bool:
+    # psycopg's state after a session was killed while a command was on the
+    # wire: SQLAlchemy does not count it as a disconnect, yet the connection
+    # is unusable. It is dropped, and the operation runs again on a new one.
+    return "another command is already in progress" in str(exc.orig)
+
+
 class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is untyped
     """A Zoho CRM SDK token store in any database SQLAlchemy reaches.
 
@@ -393,7 +414,9 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             # SDK's saves carry the id the store gave them.
             row_id = target.value if target.column == "id" else token_id
             if row_id is None:
-                row_id = conn.execute(select(table.c.id).where(matches)).scalar_one()
+                # None if another worker deleted the row in between: the
+                # save then inserts it again.
+                row_id = conn.execute(select(table.c.id).where(matches)).scalar_one_or_none()
         else:
             row_id = None
         if row_id is None and self._codec.key_ids:
@@ -446,16 +469,26 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         Every operation of the store is idempotent, so ``work`` is run a
         second time when the first attempt lost its connection (a server
         restart, a killed session, a network cut): the pool then replaces
-        every connection older than the failure. A save is also run again
+        every connection older than the failure, or when the database rolled
+        the statement back as a deadlock victim. A save is also run again
         when its insert lost a race on the unique user name.
         """
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 with self._engine.connect() as conn:
-                    return work(conn)
+                    try:
+                        return work(conn)
+                    except sa_exc.DBAPIError as exc:
+                        if _left_mid_command(exc) and not conn.invalidated:
+                            # Never hand this connection to the next caller.
+                            conn.invalidate()
+                        raise
             except sa_exc.DBAPIError as exc:
-                retry = exc.connection_invalidated or (
-                    save and isinstance(exc, sa_exc.IntegrityError)
+                retry = (
+                    exc.connection_invalidated
+                    or _left_mid_command(exc)
+                    or _deadlock_victim(exc)
+                    or (save and isinstance(exc, sa_exc.IntegrityError))
                 )
                 if attempt < _ATTEMPTS and retry:
                     continue
