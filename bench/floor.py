@@ -40,20 +40,12 @@ from bench.dataset import (
 from bench.settings import Operation
 from zoho_token_store.mapping import digest
 from zoho_token_store.models import token_table
+from zoho_token_store.records import FIELDS
 
 __all__ = ["FloorContender", "connect_floor"]
 
 _INSERT_COLUMNS = (
-    "id",
-    "user_name",
-    "client_id",
-    "client_secret",
-    "refresh_token",
-    "access_token",
-    "grant_token",
-    "expiry_time",
-    "redirect_url",
-    "api_domain",
+    *FIELDS,
     "refresh_token_digest",
     "access_token_digest",
     "grant_token_digest",

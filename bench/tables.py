@@ -33,6 +33,7 @@ from bench.settings import Settings
 from zoho_token_store import migrate
 from zoho_token_store.engine import make_engine, resolve_url
 from zoho_token_store.models import token_table
+from zoho_token_store.records import FIELDS
 
 __all__ = ["SDK_TABLE_DDL", "CsvFile", "SdkTable", "StoreTable", "Tables"]
 
@@ -45,18 +46,7 @@ SDK_TABLE_DDL = (
     "access_token varchar(255), grant_token varchar(255), expiry_time varchar(20), "
     "redirect_url varchar(255), api_domain varchar(255))"
 )
-SDK_COLUMNS = (
-    "id",
-    "user_name",
-    "client_id",
-    "client_secret",
-    "refresh_token",
-    "access_token",
-    "grant_token",
-    "expiry_time",
-    "redirect_url",
-    "api_domain",
-)
+SDK_COLUMNS = FIELDS
 
 T = TypeVar("T")
 

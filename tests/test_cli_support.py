@@ -23,6 +23,7 @@ from conftest import MIGRATED_BACKENDS, drop_schema, server_url
 from zoho_token_store import SQLAlchemyTokenStore, migrate
 from zoho_token_store.cli_app import app
 from zoho_token_store.engine import make_engine, resolve_url
+from zoho_token_store.records import FIELDS
 from zoho_token_store.refresh import RefreshPolicy
 
 # The SDK README's DDL for DBStore, verbatim (the table name aside).
@@ -41,18 +42,7 @@ DBSTORE_DDL = """CREATE TABLE  {table} (
 )"""
 # The same table from an SDK before api_domain.
 OLD_DBSTORE_DDL = DBSTORE_DDL.replace("  api_domain varchar(255),\n", "")
-DBSTORE_COLUMNS = (
-    "id",
-    "user_name",
-    "client_id",
-    "client_secret",
-    "refresh_token",
-    "access_token",
-    "grant_token",
-    "expiry_time",
-    "redirect_url",
-    "api_domain",
-)
+DBSTORE_COLUMNS = FIELDS
 
 
 def now_ms() -> int:
