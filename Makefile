@@ -49,7 +49,7 @@ xfailed = [c for c in cases if (s := c.find("skipped")) is not None and s.get("t
 diverged = [c for c in failed if "reference_model" in c.get("name")]
 print(f"tests: {len(cases)}, failed: {len(failed)}, xfailed (reported bugs): {len(xfailed)}")
 print(f"model-based: {figures['model_examples']} examples, {figures['model_operations']} operations, {len(diverged)} divergences")
-print(f"concurrency: {figures['concurrency_operations']} operations by up to 16 workers per run, {figures['known_race_errors']} errors of reported races ({figures['known_race_insert_race_lost_twice']} insert race lost twice, {figures['known_race_deadlock']} deadlock victims, {figures['known_race_no_result_found']} NoResultFound)")
+print(f"concurrency: {figures['concurrency_operations']} operations by up to 16 workers per run")
 print(f"faults: {figures['faults_injected']} injected over {figures['fault_operations']} operations, {figures['fault_operations_failed_after_retry']} failed after the retry; rows lost: {figures['rows_lost']}")
 print(f"secrets: {figures['secret_scan_error_paths']} error paths scanned")
 sys.exit(1 if failed else 0)

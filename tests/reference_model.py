@@ -70,13 +70,7 @@ Row = dict[str, Optional[str]]
 # the documented behaviour (strict xfail until the bug is fixed). The model
 # follows the store here only so that the state machine keeps exploring
 # everything else; delete an entry together with its fix.
-KNOWN_BUGS = {
-    # find_token leaves a UserSignature("") in place instead of filling the
-    # user name from the row (mapping.fill_missing tests the signature
-    # object, not its name). Stated by test_model_based.py::
-    # test_find_token_fills_a_user_signature_with_an_empty_name_from_the_row
-    "empty_user_signature_not_filled",
-}
+KNOWN_BUGS: frozenset[str] = frozenset()
 
 
 def carried(value: object) -> bool:
@@ -126,11 +120,7 @@ class ReferenceStore:
             return None, dict(token)
         filled = dict(token)
         for name in FIELDS:
-            if name == "user_name" and "empty_user_signature_not_filled" in self.known_bugs:
-                # Today: only a token without any UserSignature is filled.
-                if token[name] is None:
-                    filled[name] = row[name]
-            elif not carried(token[name]):
+            if not carried(token[name]):
                 filled[name] = row[name]
         token_expiry = token["expires_in"]
         stored_expiry = row["expires_in"]

@@ -7,8 +7,7 @@ and delete. Every save writes values no other save writes, with the access
 token and the expiry of one save carrying the same tag, so the final table
 can be checked exactly:
 
-- no error escaped any worker (the errors of three reported races excepted:
-  ``known_race`` counts them, and a deterministic test states each);
+- no error escaped any worker;
 - one row per user that exists; the "stable" users, saved before the run and
   never deleted, all exist;
 - every stored value is one some worker (or the seed) wrote, and a row's
@@ -21,7 +20,6 @@ CI sizes are small (seconds); ``ZTS_LONG=1`` runs ten times the operations.
 
 from __future__ import annotations
 
-import collections
 import multiprocessing
 import os
 import pickle
@@ -36,7 +34,6 @@ from typing import Any, Callable
 
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy import exc as sa_exc
 
 from conftest import Backend
 from tokens import as_dict, make_token
@@ -54,23 +51,6 @@ CLIENT_ID = "1000.CONCURRENT"
 BASE_EXPIRY = 4102444800000  # 2100-01-01: never due for refresh
 SEED_TAG = "seed"
 WAIT = 120  # seconds: a generous bound on any one phase, so a hang fails instead of blocking
-
-
-def known_race(backend_name: str, exc: Exception) -> str | None:
-    """Which reported race ``exc`` is the error of, if any: tolerated in the random runs.
-
-    Each has a deterministic test that states the correct behaviour (strict
-    xfail); remove its clause here together with the fix.
-    """
-    message = str(exc)
-    # test_a_save_that_loses_the_insert_race_twice_still_saves: an insert that
-    # lost a race on the user name or on a (stale) id, twice in a row.
-    cause = getattr(exc, "cause", None)
-    if message.startswith("Caused By: TOKEN_STORE - save_token failed: ") and isinstance(
-        cause, sa_exc.IntegrityError
-    ):
-        return "insert_race_lost_twice"
-    return None
 
 
 def client_secret(user: str) -> str:
@@ -128,7 +108,6 @@ class WorkerResult:
     errors: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     operations: int = 0
-    known_races: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def merge(self, other: WorkerResult) -> None:
         for key, values in other.written.items():
@@ -136,12 +115,9 @@ class WorkerResult:
         self.errors += other.errors
         self.problems += other.problems
         self.operations += other.operations
-        self.known_races += other.known_races
 
 
-def run_worker(
-    store: SQLAlchemyTokenStore, name: str, operations: int, backend_name: str
-) -> WorkerResult:
+def run_worker(store: SQLAlchemyTokenStore, name: str, operations: int) -> WorkerResult:
     """One worker's random mix of the store's operations; never raises."""
     rng = random.Random(name)
     result = WorkerResult()
@@ -176,17 +152,13 @@ def run_worker(
             elif action == "delete" and user in ids:
                 store.delete_token(ids.pop(user))
         except Exception as exc:  # every failure is a finding, whatever its type
-            race = known_race(backend_name, exc)
-            if race is not None:
-                result.known_races[race] += 1
-            else:
-                result.errors.append(f"{name} {action} {user}: {type(exc).__name__}: {exc}")
+            result.errors.append(f"{name} {action} {user}: {type(exc).__name__}: {exc}")
         result.operations += 1
     return result
 
 
 def run_threads(
-    store: SQLAlchemyTokenStore, name: str, threads: int, operations: int, backend_name: str
+    store: SQLAlchemyTokenStore, name: str, threads: int, operations: int
 ) -> WorkerResult:
     """``threads`` workers on one shared store, started together."""
     barrier = threading.Barrier(threads)
@@ -194,7 +166,7 @@ def run_threads(
 
     def work(index: int) -> None:
         barrier.wait(timeout=WAIT)
-        results[index] = run_worker(store, f"{name}t{index}", operations, backend_name)
+        results[index] = run_worker(store, f"{name}t{index}", operations)
 
     pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
     for thread in pool:
@@ -231,7 +203,7 @@ def process_task(
         )
         try:
             _barrier.wait(timeout=WAIT)
-            result = run_threads(store, f"p{index}", THREADS, operations, backend_name)
+            result = run_threads(store, f"p{index}", THREADS, operations)
         finally:
             store.close()
     except Exception as exc:
@@ -263,12 +235,6 @@ def seed(store: SQLAlchemyTokenStore) -> WorkerResult:
         seeded.written[f"{user} refresh"].add(token.get_refresh_token())
         seeded.written[f"{user} access"].add(token.get_access_token())
     return seeded
-
-
-def record_known_races(record: Callable[[str, object], None], run: WorkerResult) -> None:
-    record("known_race_errors", sum(run.known_races.values()))
-    for race in ("no_result_found", "insert_race_lost_twice", "deadlock"):
-        record(f"known_race_{race}", run.known_races[race])
 
 
 def assert_final_table_is_consistent(store: SQLAlchemyTokenStore, run: WorkerResult) -> None:
@@ -326,7 +292,6 @@ def test_processes_of_threads_saving_finding_and_deleting_keep_one_consistent_ro
     assert_final_table_is_consistent(shared_store, run)
     record_property("concurrency_workers", PROCESSES * THREADS)
     record_property("concurrency_operations", run.operations)
-    record_known_races(record_property, run)
 
 
 SHARED_STORE_THREADS = 8
@@ -344,9 +309,7 @@ def test_threads_sharing_one_store_keep_one_consistent_row_per_user(
     )
     try:
         run = seed(shared)
-        run.merge(
-            run_threads(shared, "p9", SHARED_STORE_THREADS, OPERATIONS_PER_THREAD, backend.name)
-        )
+        run.merge(run_threads(shared, "p9", SHARED_STORE_THREADS, OPERATIONS_PER_THREAD))
         assert run.operations == SHARED_STORE_THREADS * OPERATIONS_PER_THREAD
         assert_final_table_is_consistent(shared, run)
     finally:
@@ -354,7 +317,6 @@ def test_threads_sharing_one_store_keep_one_consistent_row_per_user(
         shared.close()
     record_property("concurrency_workers", SHARED_STORE_THREADS)
     record_property("concurrency_operations", run.operations)
-    record_known_races(record_property, run)
 
 
 def test_a_save_whose_row_another_worker_deletes_meanwhile_succeeds(
@@ -396,16 +358,8 @@ def test_a_save_that_loses_the_insert_race_twice_still_saves(
 ) -> None:
     # Twice, just before the save's UPDATE by user name, another worker deletes
     # the user's row, and just before its INSERT, re-creates it: the insert
-    # fails on the unique user name both times. The save runs its work twice
-    # (store._run), so it fails; a native upsert (ON CONFLICT / ON DUPLICATE
-    # KEY UPDATE) or retrying until the statement finds the row would not.
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            reason="BUG: store._run retries a save that lost the insert race only once; "
-            "a second lost race (the row deleted and re-created again) fails the save",
-        )
-    )
+    # fails on the unique user name both times. Each lost race means another
+    # worker made progress, so the save runs again until it finds the row.
     user = CHURN_USERS[0]
     other = SQLAlchemyTokenStore(shared_backend.url, table_name=shared_backend.table_name)
     reinserted: list[str] = []
@@ -432,12 +386,6 @@ def test_a_save_that_loses_the_insert_race_twice_still_saves(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engine._tune_sqlite_file switches every new connection to WAL; on a "
-    "rollback-journal file another process's write makes the switch fail at once with "
-    "'database is locked', whatever the busy timeout",
-)
 def test_a_first_connection_to_a_rollback_journal_sqlite_file_waits_for_a_writer(
     tmp_path: Any,
 ) -> None:
@@ -445,7 +393,8 @@ def test_a_first_connection_to_a_rollback_journal_sqlite_file_waits_for_a_writer
     # with VACUUM INTO) is in rollback-journal mode. The store switches each new
     # connection to WAL; while another process is writing, the switch cannot
     # wait (SQLite does not call the busy handler where a lock upgrade could
-    # deadlock), and the operation fails at once instead of waiting.
+    # deadlock). The connection must then go on in rollback-journal mode and
+    # wait for the writer, and a later connection make the switch.
     path = tmp_path / "rollback.db"
     url = f"sqlite:///{path}"
     with sqlite3.connect(path) as setup:
@@ -467,6 +416,13 @@ def test_a_first_connection_to_a_rollback_journal_sqlite_file_waits_for_a_writer
         done.join()
         writer.close()
         store.close()
+    store = SQLAlchemyTokenStore(url, refresh=RefreshPolicy(enabled=False))
+    try:
+        assert [t.get_id() for t in store.get_tokens()] == ["row-1"]
+    finally:
+        store.close()
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 # --- fork --------------------------------------------------------------------------------
@@ -588,14 +544,12 @@ def test_forked_children_working_beside_their_parent_see_no_errors(
         if pid == 0:
             code = 1
             try:
-                result = run_worker(
-                    used_store, f"p{index}t0", OPERATIONS_PER_THREAD, shared_backend.name
-                )
+                result = run_worker(used_store, f"p{index}t0", OPERATIONS_PER_THREAD)
                 code = 0 if not result.errors and not result.problems else 3
             finally:
                 os._exit(code)
         children.append(pid)
-    parent = run_worker(used_store, "p8t0", OPERATIONS_PER_THREAD, shared_backend.name)
+    parent = run_worker(used_store, "p8t0", OPERATIONS_PER_THREAD)
     codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
 
     assert codes == [0, 0]

@@ -268,3 +268,44 @@ def test_a_store_with_the_wrong_key_never_writes_into_a_row_sealed_by_another(
     )
     assert _raw_rows(empty) == before
     wrong.close()
+
+
+def test_values_that_look_sealed_or_escaped_survive_encrypt_and_decrypt(
+    shared_backend: Backend, empty
+):
+    # Plaintext that begins with the sealed prefix, or with the escape, is
+    # never taken for a sealed value, whichever state the table is in.
+    look_alikes = {"access": "zts1:abc:def", "refresh": "zts0:zts1:x", "grant": "zts0:"}
+    token = make_token(user="eve@example.com", client_id="1000.C", client_secret="zts1:s:s")
+    token.set_access_token(look_alikes["access"])
+    token.set_refresh_token(look_alikes["refresh"])
+    token.set_grant_token(look_alikes["grant"])
+    empty.save_token(token)
+    expected = (*look_alikes.values(), "zts1:s:s")
+
+    def read(store: SQLAlchemyTokenStore) -> tuple[str, ...]:
+        [stored] = store.get_tokens()
+        found = store.find_token(make_token(access=look_alikes["access"]))
+        assert found is not None and found.get_id() == stored.get_id()
+        return (
+            stored.get_access_token(),
+            stored.get_refresh_token(),
+            stored.get_grant_token(),
+            stored.get_client_secret(),
+        )
+
+    assert read(empty) == expected
+    reseal(empty.engine, empty.table, PlainCodec(), Keyring([KEY_A]))
+    keyed = _store(shared_backend, [KEY_A])
+    assert read(keyed) == expected
+    [row] = _raw_rows(empty)
+    assert row["access_token"].startswith(f"zts1:{Keyring([KEY_A]).key_id}:")
+    reseal(empty.engine, empty.table, Keyring([KEY_A]), PlainCodec())
+    assert read(empty) == expected
+    [row] = _raw_rows(empty)
+    assert (row["access_token"], row["refresh_token"], row["grant_token"]) == (
+        "zts0:zts1:abc:def",
+        "zts0:zts0:zts1:x",
+        "zts0:zts0:",
+    )
+    keyed.close()

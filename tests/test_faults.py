@@ -625,11 +625,6 @@ def test_a_silent_server_gives_a_clear_error_within_the_configured_timeouts(
     assert elapsed < 3 * timeouts["connect_timeout"] + 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engine.make_engine sets no connect/read timeout: psycopg waits 130 s per "
-    "attempt by default, and PyMySQL waits for a silent server's handshake forever",
-)
 @ON_SERVERS
 def test_by_default_connecting_and_reading_are_bounded_by_timeouts(
     shared_backend: Backend,
@@ -651,10 +646,38 @@ def test_by_default_connecting_and_reading_are_bounded_by_timeouts(
         assert 0 < float(params.get("read_timeout", 0)) <= 60
 
 
+@ON_SERVERS
+def test_timeouts_given_in_the_url_or_in_connect_args_win_over_the_defaults(
+    shared_backend: Backend,
+) -> None:
+    url = make_url(shared_backend.url).update_query_dict({"connect_timeout": "7"})
+    params_seen: list[dict[str, Any]] = []
+    store = SQLAlchemyTokenStore(
+        url,
+        table_name=shared_backend.table_name,
+        engine_options={"connect_args": {"write_timeout": 9}}
+        if shared_backend.name == "mariadb"
+        else {},
+    )
+    event.listen(
+        store.engine, "do_connect", lambda _d, _r, _args, params: params_seen.append(params)
+    )
+    try:
+        store.get_tokens()
+    finally:
+        store.close()
+
+    [params] = params_seen
+    timeouts = {k: v for k, v in params.items() if k.endswith("_timeout")}
+    if shared_backend.name == "postgresql":
+        assert timeouts == {"connect_timeout": "7"}
+    else:  # PyMySQL's dialect turns the URL's value into an int
+        assert timeouts == {"connect_timeout": 7, "read_timeout": 15, "write_timeout": 9}
+
+
 # It waits out the default timeouts, so it exists in the long runs only (ZTS_LONG=1).
 if LONG:
 
-    @pytest.mark.xfail(strict=True, reason="BUG: as above, observed: no default timeouts")
     @pytest.mark.parametrize("server", SERVERS)
     def test_by_default_a_silent_server_gives_an_error_within_a_minute(
         silent_server: int, server: str

@@ -313,11 +313,6 @@ def test_random_operation_sequences_match_the_reference_model(
 # --- divergences the model found, each stated as the documented behaviour ----------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: mapping.fill_missing fills a field only when its getter returns None or "
-    "'', and a UserSignature('') is neither; reference_model.KNOWN_BUGS follows the store",
-)
 def test_find_token_fills_a_user_signature_with_an_empty_name_from_the_row(
     store_without_refresh: SQLAlchemyTokenStore,
 ) -> None:

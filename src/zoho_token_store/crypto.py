@@ -12,7 +12,9 @@ gives the digests that lookups by token value use:
   (HKDF), so equal tokens can be found without the table showing which rows
   hold equal tokens to someone who has only the table.
 
-A sealed value names its key: ``zts1:<key id>:<Fernet token>``. A row can so
+A sealed value names its key: ``zts1:<key id>:<Fernet token>``. A plaintext
+value that happens to begin with ``zts1:`` (or with ``zts0:``) is stored
+behind ``zts0:``, so that no plaintext is ever taken for a sealed value. A row can so
 be read whatever mix of plaintext and keys it holds while ``encrypt`` or
 ``rotate-key`` works through the table, and a lookup tries the digest under
 every configured key and the plain one. The key id is a fingerprint that
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from cryptography.fernet import Fernet
 
 __all__ = [
+    "ESCAPE",
     "KEYS_ENV_VAR",
     "MIXED",
     "PREFIX",
@@ -48,6 +51,8 @@ __all__ = [
 
 KEYS_ENV_VAR = "ZOHO_TOKEN_STORE_KEYS"
 PREFIX = "zts1:"
+# Stored before a plaintext value that begins like a sealed or an escaped one.
+ESCAPE = "zts0:"
 # The key_id of a row whose secrets are not all sealed by one key.
 MIXED = "mixed"
 
@@ -66,6 +71,14 @@ def is_sealed(value: str) -> bool:
     return value.startswith(PREFIX)
 
 
+def _store_plain(value: str) -> str:
+    return ESCAPE + value if value.startswith((PREFIX, ESCAPE)) else value
+
+
+def _read_plain(value: str) -> str:
+    return value[len(ESCAPE) :] if value.startswith(ESCAPE) else value
+
+
 def sealed_key_id(value: str) -> str:
     """The id of the key that sealed ``value``."""
     return value[len(PREFIX) :].split(":", 1)[0]
@@ -78,7 +91,7 @@ class Codec:
     key_ids: tuple[str, ...] = ()
 
     def seal(self, value: str) -> str:
-        return value
+        return _store_plain(value)
 
     def open(self, value: str) -> str:
         if is_sealed(value):
@@ -86,7 +99,7 @@ class Codec:
                 f"a value is encrypted with key {sealed_key_id(value)}, and the store has no "
                 f"keys: set {KEYS_ENV_VAR} or pass encryption_keys"
             )
-        return value
+        return _read_plain(value)
 
     def digest(self, value: str) -> str:
         """The digest written beside a new value."""
@@ -136,14 +149,14 @@ class Keyring(Codec):
         return f"Keyring(key_ids={list(self.key_ids)!r})"
 
     def seal(self, value: str) -> str:
-        if is_sealed(value):
-            return value
+        # Every value is sealed, even one that looks sealed already: it came
+        # from the caller, never from the table.
         token = self._fernets[self._current].encrypt(value.encode("utf-8")).decode("ascii")
         return f"{PREFIX}{self._current}:{token}"
 
     def open(self, value: str) -> str:
         if not is_sealed(value):
-            return value
+            return _read_plain(value)
         from cryptography.fernet import InvalidToken
 
         key_id = sealed_key_id(value)

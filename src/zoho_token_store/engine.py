@@ -9,14 +9,17 @@
 - In-memory SQLite (``sqlite://``) keeps one database for every thread, and
   hands its one connection to one thread at a time.
 - Statements run in autocommit mode: one round trip each.
+- psycopg and PyMySQL get connect and read timeouts (``DEFAULT_CONNECT_ARGS``).
 - A forked child process never reuses the parent's pooled connections.
 - An ``Engine`` passed in keeps its pool and its settings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sqlite3
 import weakref
 from typing import Any, Union
 
@@ -45,6 +48,17 @@ LOGGING_NAME = "zoho_token_store"
 
 # How long a SQLite writer waits for another process's write to finish.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# Default driver timeouts, in seconds, so that an unreachable or silent server
+# gives an error instead of a hang (psycopg would wait 130 s per attempt, and
+# PyMySQL for a silent server's answer forever). An operation makes at most
+# three waits (two attempts, then the schema check), so it fails within 45 s.
+# A token store's statements touch one row and never hold a lock for long;
+# ``engine_options={"connect_args": {...}}`` overrides each value.
+DEFAULT_CONNECT_ARGS: dict[str, dict[str, int]] = {
+    "psycopg": {"connect_timeout": 10},
+    "pymysql": {"connect_timeout": 10, "read_timeout": 15, "write_timeout": 15},
+}
 
 _DEFAULT_DRIVERS = {
     "postgresql": "postgresql+psycopg",
@@ -130,7 +144,16 @@ def make_engine(url: URL, **options: Any) -> Engine:
         # Recycle before a server's idle timeout (MySQL's wait_timeout can be
         # set low) closes a pooled connection under us.
         settings.update(pool_recycle=3600)
+    defaults = DEFAULT_CONNECT_ARGS.get(url.get_driver_name(), {})
+    connect_args = {
+        # A timeout in the URL's query (``?connect_timeout=5``) is the user's.
+        **{name: value for name, value in defaults.items() if name not in url.query},
+        **settings.get("connect_args", {}),
+        **options.get("connect_args", {}),
+    }
     settings.update(options)
+    if connect_args:
+        settings["connect_args"] = connect_args
     try:
         engine = create_engine(url, **settings)
     except (ImportError, sa_exc.NoSuchModuleError) as exc:
@@ -182,6 +205,12 @@ def _tune_sqlite_file(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS:d}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        # On a rollback-journal file while another process writes, SQLite
+        # does not wait for the switch (no busy handler where it could
+        # deadlock) and says "database is locked" at once. The connection
+        # then goes on in the file's current mode, where the busy timeout
+        # makes it wait for the writer; a later connection makes the switch.
+        with contextlib.suppress(sqlite3.OperationalError):
+            cursor.execute("PRAGMA journal_mode = WAL")
     finally:
         cursor.close()

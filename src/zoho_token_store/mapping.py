@@ -264,5 +264,9 @@ def fill_missing(token: OAuthToken, row: RowMapping, codec: Codec = PLAIN) -> No
         ("get_redirect_url", "set_redirect_url"),
         ("get_api_domain", "set_api_domain"),
     ):
-        if getattr(token, getter)() in (None, ""):
+        value = getattr(token, getter)()
+        if getter == "get_user_signature" and value is not None:
+            # A UserSignature("") names nobody: it is as missing as None.
+            value = value.get_name()
+        if value in (None, ""):
             getattr(token, setter)(getattr(stored, getter)())

@@ -56,6 +56,10 @@ T = TypeVar("T")
 
 # Each operation makes at most this many attempts; see _run.
 _ATTEMPTS = 2
+# A save that keeps losing the insert race makes up to this many: each lost
+# race means another worker made progress (it created the row, or deleted and
+# created it again), so the next attempt most likely finds the row to update.
+_SAVE_RACE_ATTEMPTS = 5
 # The expiry given to the caller that must refresh: any past time makes the
 # SDK refresh at once.
 DUE = "0"
@@ -137,6 +141,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         # A keyless store refuses to write into a table that holds encrypted
         # rows (checked once, at its first save), unless told it may.
         self._plaintext_checked = allow_plaintext or self._codec.key_id is not None
+        self._table_checked = False
         if is_memory_sqlite(self._engine.url):
             self._table.metadata.create_all(self._engine)
 
@@ -229,6 +234,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
     def delete_token(self, id: str) -> None:
         """Delete the row with this id; an unknown id is not an error."""
         read_id(id, "delete_token")
+        self._check_table_before_deleting("delete_token")
         table = self._table
         self._run("delete_token", lambda conn: conn.execute(delete(table).where(table.c.id == id)))
 
@@ -241,6 +247,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
 
     def delete_tokens(self) -> None:
         """Delete every row of this store's table, and nothing else."""
+        self._check_table_before_deleting("delete_tokens")
         table = self._table
         self._run("delete_tokens", lambda conn: conn.execute(delete(table)))
 
@@ -449,6 +456,18 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             return case((column.is_(None), null()), else_=literal(MIXED))
         return case((column == current, literal(current)), else_=literal(MIXED))
 
+    def _check_table_before_deleting(self, operation: str) -> None:
+        # Every other statement names the store's own columns, so on another
+        # application's table (a wrong table_name) it fails and is reported as
+        # a schema problem. A DELETE by id would run there: before the first
+        # one, a SELECT of every column with no rows (once per store) proves
+        # the table is the store's, at any newer revision too.
+        if self._table_checked:
+            return
+        probe = select(self._table).limit(0)
+        self._run(operation, lambda conn: conn.execute(probe).all())
+        self._table_checked = True
+
     def _refuse_plaintext_into_encrypted_table(self) -> None:
         table = self._table
         query = select(table.c.key_id).where(table.c.key_id.is_not(None)).limit(1)
@@ -471,9 +490,12 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         restart, a killed session, a network cut): the pool then replaces
         every connection older than the failure, or when the database rolled
         the statement back as a deadlock victim. A save is also run again
-        when its insert lost a race on the unique user name.
+        when its insert lost a race on the unique user name, up to
+        ``_SAVE_RACE_ATTEMPTS`` times in all.
         """
-        for attempt in range(1, _ATTEMPTS + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 with self._engine.connect() as conn:
                     try:
@@ -484,18 +506,20 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
                             conn.invalidate()
                         raise
             except sa_exc.DBAPIError as exc:
-                retry = (
-                    exc.connection_invalidated
-                    or _left_mid_command(exc)
-                    or _deadlock_victim(exc)
-                    or (save and isinstance(exc, sa_exc.IntegrityError))
-                )
-                if attempt < _ATTEMPTS and retry:
+                if save and isinstance(exc, sa_exc.IntegrityError):
+                    retry, attempts = True, _SAVE_RACE_ATTEMPTS
+                else:
+                    retry = (
+                        exc.connection_invalidated
+                        or _left_mid_command(exc)
+                        or _deadlock_victim(exc)
+                    )
+                    attempts = _ATTEMPTS
+                if retry and attempt < attempts:
                     continue
                 raise self._error(operation, exc) from exc
             except sa_exc.SQLAlchemyError as exc:
                 raise self._error(operation, exc) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _error(self, operation: str, exc: sa_exc.SQLAlchemyError) -> TokenStoreError:
         # Wrapped first: wrapping hides the statement's parameters on ``exc``,
