@@ -67,10 +67,6 @@ C0_CONTROLS = "".join(chr(c) for c in range(1, 32)) + "\x7f"
 SQL_SOUP = "';--%_\\\"`/*?:$1%s%(x)s"
 
 # Bugs, by backend: the reason names the bug reported with this suite.
-PAD_SPACE = (
-    "BUG: MariaDB's utf8mb4_bin collation is PAD SPACE, so 'x' and 'x ' compare equal "
-    "in lookups and in the unique index (models.py token_table collation)"
-)
 PACKET = (
     "BUG: four 1 MiB tokens of four-byte characters (16 MiB) exceed MariaDB's default "
     "max_allowed_packet (16 MiB); each value is within mapping.py's limits"
@@ -341,13 +337,9 @@ LOOK_ALIKE_USERS = [
 @pytest.mark.parametrize(("first", "second"), LOOK_ALIKE_USERS)
 def test_look_alike_user_names_are_two_users_with_their_own_tokens(
     store: SQLAlchemyTokenStore,
-    backend: Backend,
-    request: pytest.FixtureRequest,
     first: str,
     second: str,
 ) -> None:
-    if second.rstrip(" ") == first:
-        xfail_on(request, backend, {"mariadb": PAD_SPACE})
     store.save_token(to_sdk(row(user_name=first, access_token="1000.first", id="row-first")))
 
     store.save_token(to_sdk(row(user_name=second, access_token="1000.second", id="row-second")))
@@ -388,21 +380,9 @@ FINDS_NOTHING = [
     FindsNothing("find-access-seed-prefix", find(access_token="1000.seed")),
     FindsNothing("find-refresh-without-client-secret", find(refresh_token="1000.seed-refresh")),
     FindsNothing("find-only-empty-strings", find(**dict.fromkeys(FIELDS, ""))),
-    FindsNothing(
-        "find-user-seed-trailing-space",
-        find(user_name="grace@example.com "),
-        bugs={"mariadb": PAD_SPACE},
-    ),
-    FindsNothing(
-        "find-by-id-seed-trailing-space",
-        lambda s: s.find_token_by_id("seed-row "),
-        bugs={"mariadb": PAD_SPACE},
-    ),
-    FindsNothing(
-        "delete-seed-trailing-space",
-        lambda s: s.delete_token("seed-row "),
-        bugs={"mariadb": PAD_SPACE},
-    ),
+    FindsNothing("find-user-seed-trailing-space", find(user_name="grace@example.com ")),
+    FindsNothing("find-by-id-seed-trailing-space", lambda s: s.find_token_by_id("seed-row ")),
+    FindsNothing("delete-seed-trailing-space", lambda s: s.delete_token("seed-row ")),
 ]
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, inspect
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
+from tokens import make_token
 from zoho_token_store import SchemaMissingError, SQLAlchemyTokenStore, TokenStoreError, migrate
 from zoho_token_store.engine import make_engine, resolve_url
 
@@ -473,3 +474,101 @@ def test_in_memory_sqlite_is_one_database_for_every_thread() -> None:
         assert sorted(t.get_id() for t in store.get_tokens()) == ["1-first", "2-second"]
     finally:
         store.close()
+
+
+# 0004: exact user names on MySQL and MariaDB, timestamps to the microsecond ---------------------
+
+ROWS_AT_0003 = [
+    {"id": "row-1", "user_name": "ann@example.com", "access_token": "1000.a1"},
+    {"id": "row-2", "user_name": "bob@example.com", "access_token": "1000.b1"},
+    {"id": "row-3", "user_name": None, "access_token": "1000.c1"},
+]
+
+
+def _token_rows(db: MigrationDb) -> list[tuple[Any, ...]]:
+    table = Table(db.table, MetaData(), autoload_with=db.engine)
+    columns = ("id", "user_name", "access_token", "created_at")
+    with db.engine.connect() as conn:
+        query = select(*(table.c[c] for c in columns)).order_by(table.c.id)
+        return [tuple(row) for row in conn.execute(query)]
+
+
+@pytest.fixture
+def row_4_removed_after(db: MigrationDb) -> Iterator[None]:
+    """Deletes row-4 after the test, so that the ``db`` fixture can downgrade to base."""
+    yield
+    table = Table(db.table, MetaData(), Column("id", String(64)))
+    with db.engine.begin() as conn:
+        conn.execute(table.delete().where(table.c.id == "row-4"))
+
+
+def _seed_at_0003(db: MigrationDb) -> None:
+    migrate.upgrade(db.engine, "0003", table_name=db.table)
+    table = Table(db.table, MetaData(), autoload_with=db.engine)
+    with db.engine.begin() as conn:
+        conn.execute(table.insert(), ROWS_AT_0003)
+
+
+def test_upgrading_to_0004_keeps_every_row_and_tells_apart_names_differing_in_trailing_spaces(
+    db: MigrationDb, row_4_removed_after: None
+) -> None:
+    _seed_at_0003(db)
+    before = _token_rows(db)
+
+    migrate.upgrade(db.engine, table_name=db.table)
+
+    assert _token_rows(db) == before
+    store = SQLAlchemyTokenStore(db.url, table_name=db.table)
+    try:
+        store.save_token(make_token(access="1000.a2", user="ann@example.com ", id="row-4"))
+        found = [
+            (t.get_id(), t.get_access_token(), t.get_user_signature()) for t in store.get_tokens()
+        ]
+    finally:
+        store.close()
+    assert [(row_id, access, user and user.get_name()) for row_id, access, user in found] == [
+        ("row-1", "1000.a1", "ann@example.com"),
+        ("row-2", "1000.b1", "bob@example.com"),
+        ("row-3", "1000.c1", None),
+        ("row-4", "1000.a2", "ann@example.com "),
+    ]
+    if db.name == "mariadb":
+        query = text(
+            "SELECT column_name, collation_name, datetime_precision FROM "
+            "information_schema.columns WHERE table_schema = DATABASE() AND table_name = :t "
+            "AND column_name IN ('id', 'user_name', 'created_at', 'updated_at') "
+            "ORDER BY column_name"
+        )
+        with db.engine.connect() as conn:
+            assert [tuple(r) for r in conn.execute(query, {"t": db.table})] == [
+                ("created_at", None, 6),
+                ("id", "utf8mb4_nopad_bin", None),
+                ("updated_at", None, 6),
+                ("user_name", "utf8mb4_nopad_bin", None),
+            ]
+
+
+def test_downgrading_from_0004_refuses_names_the_old_collation_would_merge_on_mariadb(
+    db: MigrationDb, row_4_removed_after: None
+) -> None:
+    _seed_at_0003(db)
+    migrate.upgrade(db.engine, table_name=db.table)
+    store = SQLAlchemyTokenStore(db.url, table_name=db.table)
+    try:
+        store.save_token(make_token(access="1000.a2", user="ann@example.com ", id="row-4"))
+    finally:
+        store.close()
+    before = _token_rows(db)
+
+    if db.name == "mariadb":
+        with pytest.raises(RuntimeError) as info:
+            migrate.downgrade(db.engine, "0003", table_name=db.table)
+        assert str(info.value) == (
+            f"{db.table} holds user names that differ only in trailing spaces, which the old "
+            "collation (utf8mb4_bin) takes for one user: delete or rename one of each pair first"
+        )
+        assert migrate.current(db.engine, table_name=db.table) == "0004"
+    else:  # SQLite and PostgreSQL compared exactly before 0004: nothing to undo
+        migrate.downgrade(db.engine, "0003", table_name=db.table)
+        assert migrate.current(db.engine, table_name=db.table) == "0003"
+    assert _token_rows(db) == before

@@ -295,6 +295,10 @@ def test_random_operation_sequences_match_the_reference_model(
             stateful_step_count=STEPS,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
+            # CI's short runs are the same sequences every time, so that a
+            # run cannot pass or fail by the luck of its draw; the long runs
+            # explore new ones.
+            derandomize=not LONG,
         ),
     )
     record_property("model_examples", stats["examples"])
@@ -325,18 +329,9 @@ def test_find_token_fills_a_user_signature_with_an_empty_name_from_the_row(
 
 
 def test_get_tokens_lists_rows_oldest_first_even_when_saved_within_one_second(
-    backend: Backend, store_without_refresh: SQLAlchemyTokenStore, request: pytest.FixtureRequest
+    store_without_refresh: SQLAlchemyTokenStore,
 ) -> None:
     # Saved in the reverse of their ids' order, well within one second.
-    if backend.name != "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="BUG: get_tokens orders by created_at, then id; created_at has "
-                "whole-second resolution on SQLite (CURRENT_TIMESTAMP) and MariaDB "
-                "(DATETIME), so rows saved within a second come back in id order",
-            )
-        )
     store = store_without_refresh
     for token_id in ("row-c", "row-b", "row-a"):
         store.save_token(make_token(id=token_id, access=f"1000.access.{token_id}"))

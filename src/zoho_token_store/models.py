@@ -14,34 +14,47 @@ data and tooling carry over, and adds what a production store needs:
 - ``issued_at`` (when the current access token was saved) and
   ``refresh_lease_until`` coordinate refreshes across processes (refresh.py).
 - ``key_id`` records which encryption key sealed a row's secrets (crypto.py).
-- ``created_at`` and ``updated_at``, for operators.
+- ``created_at`` and ``updated_at``, for operators, to the microsecond on
+  every backend but SQLite (whose clock has whole seconds; ties there are
+  ordered by rowid, which is insertion order).
+- On MySQL and MariaDB the table's collation is binary and NO PAD
+  (:func:`exact_collation`): user names and ids compare exactly, trailing
+  spaces included, as on the other backends.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Optional
+from typing import Any, Optional
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
+    Dialect,
     Index,
     MetaData,
     String,
     Table,
     Text,
-    func,
+    event,
+    text,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeEngine
 
 __all__ = [
     "DEFAULT_TABLE_NAME",
     "OAuthTokenRow",
     "TokenBase",
+    "exact_collation",
+    "precise_now",
     "token_table",
     "validate_table_name",
 ]
@@ -59,6 +72,49 @@ LongText: TypeEngine[str] = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "ma
 
 # SHA-256 in lowercase hex.
 DIGEST_LENGTH = 64
+
+# Microseconds on MySQL and MariaDB, whose plain DATETIME has whole seconds.
+Timestamp: TypeEngine[datetime] = DateTime(timezone=True).with_variant(
+    mysql.DATETIME(fsp=6), "mysql", "mariadb"
+)
+
+
+class precise_now(FunctionElement[datetime]):  # named like func.now()
+    """The database's current time at the finest resolution its ``Timestamp`` keeps."""
+
+    type = DateTime(timezone=True)
+    inherit_cache = True
+
+
+@compiles(precise_now)
+def _now(_element: precise_now, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+@compiles(precise_now, "mysql")
+@compiles(precise_now, "mariadb")
+def _now_mysql(_element: precise_now, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return "CURRENT_TIMESTAMP(6)"
+
+
+def exact_collation(dialect: Dialect) -> str:
+    """The binary NO PAD utf8mb4 collation of a MySQL or MariaDB server.
+
+    ``utf8mb4_bin`` is PAD SPACE: ``'ann'`` and ``'ann '`` would be one user.
+    """
+    return "utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
+
+
+def _make_collation_exact(table: Table, connection: Connection, **_kw: Any) -> None:
+    # CREATE TABLE names one collation for MySQL and MariaDB alike, and the
+    # NO PAD ones differ by server; the migrations do the same (0004).
+    dialect = connection.dialect
+    if dialect.name in ("mysql", "mariadb"):
+        quoted = dialect.identifier_preparer.quote(table.name)
+        collation = exact_collation(dialect)
+        connection.execute(
+            text(f"ALTER TABLE {quoted} CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}")
+        )
 
 
 def validate_table_name(name: str) -> str:
@@ -83,7 +139,7 @@ def token_table(metadata: MetaData, name: str = DEFAULT_TABLE_NAME) -> Table:
     migration check all use it.
     """
     validate_table_name(name)
-    return Table(
+    table = Table(
         name,
         metadata,
         Column("id", String(64), primary_key=True),
@@ -105,20 +161,22 @@ def token_table(metadata: MetaData, name: str = DEFAULT_TABLE_NAME) -> Table:
         # Encryption at rest (crypto.py): NULL for a plaintext row, the id of
         # the key that sealed every secret of the row, or "mixed".
         Column("key_id", String(16), nullable=True),
-        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("created_at", Timestamp, nullable=False, server_default=precise_now()),
+        Column("updated_at", Timestamp, nullable=False, server_default=precise_now()),
         Index(f"ix_{name}_user_name", "user_name", unique=True),
         Index(f"ix_{name}_access_token_digest", "access_token_digest"),
         Index(f"ix_{name}_refresh_token_digest", "refresh_token_digest"),
         Index(f"ix_{name}_grant_token_digest", "grant_token_digest"),
         Index(f"ix_{name}_key_id", "key_id"),
-        # Binary collation: lookups compare user names exactly, as on the other
-        # backends, and utf8mb4 stores any Unicode user name.
+        # utf8mb4 stores any Unicode user name; after CREATE TABLE, the
+        # collation becomes the server's exact one (exact_collation).
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
         mariadb_charset="utf8mb4",
         mariadb_collate="utf8mb4_bin",
     )
+    event.listen(table, "after_create", _make_collation_exact)
+    return table
 
 
 class TokenBase(DeclarativeBase):

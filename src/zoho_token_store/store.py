@@ -18,8 +18,8 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    func,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -47,7 +47,12 @@ from zoho_token_store.mapping import (
     to_oauth_token,
 )
 from zoho_token_store.migrate import schema_problem
-from zoho_token_store.models import DEFAULT_TABLE_NAME, token_table, validate_table_name
+from zoho_token_store.models import (
+    DEFAULT_TABLE_NAME,
+    precise_now,
+    token_table,
+    validate_table_name,
+)
 from zoho_token_store.refresh import Action, RefreshPolicy
 
 __all__ = ["SQLAlchemyTokenStore"]
@@ -239,9 +244,15 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         self._run("delete_token", lambda conn: conn.execute(delete(table).where(table.c.id == id)))
 
     def get_tokens(self) -> list[OAuthToken]:
-        """Every stored token, fully populated, oldest first."""
+        """Every stored token, fully populated, oldest first.
+
+        Rows are ordered by ``created_at``; rows created within one tick of
+        its clock (a second on SQLite, a microsecond elsewhere) by rowid on
+        SQLite, which is the order they were inserted in, else by id.
+        """
         table = self._table
-        query = select(table).order_by(table.c.created_at, table.c.id)
+        tie = literal_column("rowid") if self._engine.dialect.name == "sqlite" else table.c.id
+        query = select(table).order_by(table.c.created_at, tie)
         rows = self._run("get_tokens", lambda conn: conn.execute(query).mappings().all())
         return [to_oauth_token(row, self._codec) for row in rows]
 
@@ -411,7 +422,9 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         table = self._table
         matches = table.c[target.column] == target.value
         statement = (
-            update(table).where(matches, *self._writable()).values(updated_at=func.now(), **values)
+            update(table)
+            .where(matches, *self._writable())
+            .values(updated_at=precise_now(), **values)
         )
         if conn.dialect.update_returning and target.column != "id":
             row_id: str | None = conn.execute(statement.returning(table.c.id)).scalar_one_or_none()
