@@ -67,10 +67,6 @@ C0_CONTROLS = "".join(chr(c) for c in range(1, 32)) + "\x7f"
 SQL_SOUP = "';--%_\\\"`/*?:$1%s%(x)s"
 
 # Bugs, by backend: the reason names the bug reported with this suite.
-PACKET = (
-    "BUG: four 1 MiB tokens of four-byte characters (16 MiB) exceed MariaDB's default "
-    "max_allowed_packet (16 MiB); each value is within mapping.py's limits"
-)
 
 
 def row(**fields: Any) -> Row:
@@ -201,16 +197,16 @@ STORED = [
     Stored("secret-1MiB-controls", row(client_secret=repeat(C0_CONTROLS, MIB), refresh_token="r")),
     Stored("grant-64KiB-combining", row(grant_token="e\u0301" * (KIB_64 // 2), **CLIENT)),
     Stored(
-        "four-secrets-1MiB-four-byte",
+        # 6 MiB less 9 bytes, all values together: just within the limit.
+        "four-secrets-6MiB-together",
         row(
             user_name="big@example.com",
             client_id="1000.BIG",
-            client_secret="\U0001d11e" * MIB,
-            refresh_token="\U0001d11f" * MIB,
-            access_token="\U0001d120" * MIB,
-            grant_token="\U0001d121" * MIB,
+            client_secret="\U0001d11e" * (3 * MIB // 8 - 8),
+            refresh_token="\U0001d11f" * (3 * MIB // 8),
+            access_token="\U0001d120" * (3 * MIB // 8),
+            grant_token="\U0001d121" * (3 * MIB // 8),
         ),
-        bugs={"mariadb": PACKET},
     ),
     # Unicode user names (four-byte characters checked byte for byte on MariaDB)
     Stored("user-cjk-diaeresis", row(user_name="zoë@例え.jp", access_token="1000.a")),
@@ -502,6 +498,30 @@ REFUSED = [
         "save-refresh-bytes-with-sql",
         save_with("set_refresh_token", b"'; DROP TABLE oauthtoken; --"),
         "save_token: refresh_token must be a string, got bytes",
+    ),
+    Refused(
+        "save-four-secrets-1MiB-four-byte",
+        save(
+            user_name="big@example.com",
+            client_id="1000.BIG",
+            client_secret="\U0001d11e" * MIB,
+            refresh_token="\U0001d11f" * MIB,
+            access_token="\U0001d120" * MIB,
+            grant_token="\U0001d121" * MIB,
+        ),
+        "save_token: the token's values are 16777239 bytes long together in UTF-8; "
+        "the limit is 6291456",
+    ),
+    Refused(
+        "find-two-1MiB-emoji-tokens",
+        find(
+            access_token="\U0001f600" * MIB,
+            refresh_token="\U0001f600" * MIB,
+            client_id="1000.C",
+            client_secret="s",
+        ),
+        "find_token: the token's values are 8388615 bytes long together in UTF-8; "
+        "the limit is 6291456",
     ),
     Refused(
         "save-user-256-emoji",

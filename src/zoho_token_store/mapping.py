@@ -37,6 +37,12 @@ _MAX_ID = 64
 _MAX_TOKEN = 1024 * 1024
 # A URL, kept within what MySQL's TEXT column holds (64 KiB) in any encoding.
 _MAX_URL = 8192
+# All of a token's values together, in UTF-8 bytes. A save is one statement,
+# and MySQL and MariaDB refuse a statement over max_allowed_packet (16 MiB by
+# default on MariaDB). PyMySQL's escaping at most doubles a value, and sealing
+# (only ASCII out, so nothing to escape) adds about a third: a token within
+# this limit stays under that packet either way.
+_MAX_TOTAL_BYTES = 6 * 1024 * 1024
 # Epoch milliseconds as the SDK writes them: str(int). A canonical form, so the
 # integer column gives back exactly the string that was saved.
 _EXPIRY = re.compile(r"0|[1-9][0-9]{0,17}")
@@ -177,8 +183,21 @@ def read_token(token: object, operation: str) -> TokenFields:
         "api_domain": token.get_api_domain(),
     }
     values: dict[str, Any] = {name: _text(operation, name, value) for name, value in raw.items()}
+    _check_total_size(operation, [value for value in values.values() if value is not None])
     values["expiry_time"] = _expiry(operation, token.get_expires_in())
     return TokenFields(**values)
+
+
+def _check_total_size(operation: str, values: list[str]) -> None:
+    # A character is at most four bytes: most tokens need no encoding here.
+    if 4 * sum(map(len, values)) <= _MAX_TOTAL_BYTES:
+        return
+    size = sum(len(value.encode("utf-8")) for value in values)
+    if size > _MAX_TOTAL_BYTES:
+        raise InvalidTokenError(
+            f"{operation}: the token's values are {size} bytes long together in UTF-8; "
+            f"the limit is {_MAX_TOTAL_BYTES}"
+        )
 
 
 def _text(operation: str, name: str, value: object) -> str | None:
