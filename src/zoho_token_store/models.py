@@ -43,18 +43,16 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeEngine
+
+from zoho_token_store.clock import precise_now
 
 __all__ = [
     "DEFAULT_TABLE_NAME",
     "OAuthTokenRow",
     "TokenBase",
     "exact_collation",
-    "precise_now",
     "token_table",
     "validate_table_name",
 ]
@@ -77,24 +75,6 @@ DIGEST_LENGTH = 64
 Timestamp: TypeEngine[datetime] = DateTime(timezone=True).with_variant(
     mysql.DATETIME(fsp=6), "mysql", "mariadb"
 )
-
-
-class precise_now(FunctionElement[datetime]):  # named like func.now()
-    """The database's current time at the finest resolution its ``Timestamp`` keeps."""
-
-    type = DateTime(timezone=True)
-    inherit_cache = True
-
-
-@compiles(precise_now)
-def _now(_element: precise_now, _compiler: SQLCompiler, **_kw: Any) -> str:
-    return "CURRENT_TIMESTAMP"
-
-
-@compiles(precise_now, "mysql")
-@compiles(precise_now, "mariadb")
-def _now_mysql(_element: precise_now, _compiler: SQLCompiler, **_kw: Any) -> str:
-    return "CURRENT_TIMESTAMP(6)"
 
 
 def exact_collation(dialect: Dialect) -> str:

@@ -29,7 +29,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql.elements import ColumnElement
 
 from zoho_token_store._sdk import OAuthToken, TokenStore
-from zoho_token_store.clock import db_epoch_ms
+from zoho_token_store.clock import db_epoch_ms, precise_now
 from zoho_token_store.crypto import KEYS_ENV_VAR, MIXED, EncryptionError, codec_from
 from zoho_token_store.engine import UrlLike, is_memory_sqlite, make_engine, resolve_url
 from zoho_token_store.errors import (
@@ -49,7 +49,6 @@ from zoho_token_store.mapping import (
 from zoho_token_store.migrate import schema_problem
 from zoho_token_store.models import (
     DEFAULT_TABLE_NAME,
-    precise_now,
     token_table,
     validate_table_name,
 )
