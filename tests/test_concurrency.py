@@ -34,10 +34,11 @@ from typing import Any, Callable
 
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
 
 from conftest import Backend
 from tokens import as_dict, make_token
-from zoho_token_store import SQLAlchemyTokenStore
+from zoho_token_store import DatabaseError, SQLAlchemyTokenStore
 from zoho_token_store.refresh import RefreshPolicy
 
 LONG = os.environ.get("ZTS_LONG") == "1"
@@ -353,36 +354,73 @@ def test_a_save_whose_row_another_worker_deletes_meanwhile_succeeds(
     ]
 
 
-def test_a_save_that_loses_the_insert_race_twice_still_saves(
-    shared_backend: Backend, shared_store: SQLAlchemyTokenStore, request: pytest.FixtureRequest
-) -> None:
-    # Twice, just before the save's UPDATE by user name, another worker deletes
-    # the user's row, and just before its INSERT, re-creates it: the insert
-    # fails on the unique user name both times. Each lost race means another
-    # worker made progress, so the save runs again until it finds the row.
+def save_losing_the_insert_race(
+    backend: Backend, store: SQLAlchemyTokenStore, losses: int
+) -> tuple[list[str], Exception | None]:
+    """Save while another worker makes the save's INSERT lose ``losses`` times.
+
+    Just before each UPDATE by user name, the other worker deletes the user's
+    row, and just before each INSERT (up to ``losses`` of them) re-creates it:
+    the insert fails on the unique user name. Returns the other worker's saves
+    and the error the save raised, if any.
+    """
     user = CHURN_USERS[0]
-    other = SQLAlchemyTokenStore(shared_backend.url, table_name=shared_backend.table_name)
+    other = SQLAlchemyTokenStore(backend.url, table_name=backend.table_name)
     reinserted: list[str] = []
 
     def race(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         verb, where = statement.split(None, 1)[0].upper(), statement.rsplit("WHERE", 1)[-1]
         if verb == "UPDATE" and "user_name" in where:
             other.delete_tokens()
-        elif verb == "INSERT" and len(reinserted) < 2:
+        elif verb == "INSERT" and len(reinserted) < losses:
             reinserted.append(f"p7t0n{len(reinserted)}")
             other.save_token(full_token(user, reinserted[-1]))
 
-    event.listen(shared_store.engine, "before_cursor_execute", race)
+    event.listen(store.engine, "before_cursor_execute", race)
     try:
-        shared_store.save_token(refreshed_token(user, "p1t1n1", "stale-row-id"))
+        store.save_token(refreshed_token(user, "p1t1n1", "stale-row-id"))
+    except Exception as exc:
+        return reinserted, exc
     finally:
-        event.remove(shared_store.engine, "before_cursor_execute", race)
+        event.remove(store.engine, "before_cursor_execute", race)
         other.close()
+    return reinserted, None
 
-    assert reinserted == ["p7t0n0", "p7t0n1"]
+
+@pytest.mark.parametrize("losses", [2, 4])
+def test_a_save_that_keeps_losing_the_insert_race_still_saves(
+    shared_backend: Backend, shared_store: SQLAlchemyTokenStore, losses: int
+) -> None:
+    # Each lost race means another worker made progress, so the save runs
+    # again until it finds the row: up to five attempts (retry.RACE_ATTEMPTS).
+    reinserted, error = save_losing_the_insert_race(shared_backend, shared_store, losses)
+
+    assert (reinserted, error) == ([f"p7t0n{n}" for n in range(losses)], None)
+    user = CHURN_USERS[0]
     rows = [as_dict(t) for t in shared_store.get_tokens()]
     assert [(r["user_name"], r["access_token"]) for r in rows] == [
         (user, f"1000.access.{user}.p1t1n1")
+    ]
+
+
+def test_a_save_that_loses_the_insert_race_five_times_gives_up_with_a_clear_error(
+    shared_backend: Backend, shared_store: SQLAlchemyTokenStore
+) -> None:
+    reinserted, error = save_losing_the_insert_race(shared_backend, shared_store, 6)
+
+    # Five attempts, each losing; the sixth INSERT never happens.
+    assert reinserted == [f"p7t0n{n}" for n in range(5)]
+    assert isinstance(error, DatabaseError)
+    assert isinstance(error.cause, sa_exc.IntegrityError)
+    # The unique user name, as each backend names it.
+    table = shared_backend.table_name
+    message = error.error_message
+    assert message.startswith("save_token failed: ")
+    assert f"ix_{table}_user_name" in message or f"{table}.user_name" in message
+    user = CHURN_USERS[0]
+    rows = [as_dict(t) for t in shared_store.get_tokens()]
+    assert [(r["user_name"], r["access_token"]) for r in rows] == [
+        (user, f"1000.access.{user}.p7t0n4")
     ]
 
 

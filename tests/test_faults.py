@@ -1,6 +1,6 @@
 """Database faults: killed sessions, a server restart, an exhausted pool, unreachable servers.
 
-What the store promises (store.py ``_run``): every operation is idempotent and
+What the store promises (retry.py): every operation is idempotent and
 runs a second time when its connection was lost, on a fresh connection, so a
 killed session or a restarted server costs the caller nothing; anything else
 is a ``DatabaseError`` (an ``SDKException`` with code ``TOKEN_STORE``) that
