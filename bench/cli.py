@@ -1,4 +1,4 @@
-"""The command line: ``python -m bench [--quick] [--max-rows N] [--proxy-delay-ms MS] ...``.
+"""The command line: ``python -m bench [--quick] [--max-rows N] [--encryption] ...``.
 
 Prints progress to stderr and the report (tables, then targets) to stdout;
 optionally writes the same as JSON and Markdown, and the latency plot.
@@ -87,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, help="timed budget per cell (default 2.0)")
     parser.add_argument("--max-iterations", type=int, help="iterations per cell at most (2000)")
     parser.add_argument(
+        "--encryption",
+        action="store_true",
+        help="also measure this store with encryption at rest on (store+enc/<backend>, "
+        "a table of its own whose rows are sealed under a key made for the run), and "
+        "its median over the plain store's (column 'enc / plain')",
+    )
+    parser.add_argument(
         "--no-count", action="store_true", help="skip counting statements and round trips"
     )
     parser.add_argument(
@@ -125,6 +132,7 @@ def parse_settings(argv: list[str] | None = None) -> tuple[Settings, argparse.Na
         count=not args.no_count,
         budget=budget,
         verify=args.verify or args.quick,
+        encryption=args.encryption,
         postgres_url=args.postgres_url or settings.postgres_url,
         mysql_url=args.mysql_url or settings.mysql_url,
     )

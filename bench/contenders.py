@@ -1,6 +1,7 @@
 """Every store under test behind one interface: one :class:`OpCall` per operation.
 
-A contender is one store on one backend. This store, the SDK's ``DBStore``
+A contender is one store on one backend. This store (with and without
+encryption at rest), the SDK's ``DBStore``
 and its ``FileStore`` share the SDK's ``TokenStore`` interface, so
 :class:`TokenStoreContender` runs every operation through exactly the calls
 the SDK makes. The raw DBAPI floor (floor.py) runs the same operations as
@@ -33,6 +34,7 @@ from zoho_token_store import SQLAlchemyTokenStore
 __all__ = [
     "Contender",
     "DBStoreContender",
+    "EncryptedStoreContender",
     "FileStoreContender",
     "OpCall",
     "StoreContender",
@@ -204,8 +206,18 @@ class StoreContender(TokenStoreContender):
 
     family = "store"
 
-    def __init__(self, backend: str, state: TableState, url: URL, table: str, counting: bool):
-        self.sql_store = SQLAlchemyTokenStore(url, table_name=table)
+    def __init__(
+        self,
+        backend: str,
+        state: TableState,
+        url: URL,
+        table: str,
+        counting: bool,
+        encryption_keys: Sequence[str] | None = None,
+    ) -> None:
+        self.sql_store = SQLAlchemyTokenStore(
+            url, table_name=table, encryption_keys=encryption_keys
+        )
         super().__init__(backend, state, self.sql_store)
         self._statements = 0
         self._connects = 0
@@ -253,6 +265,31 @@ class StoreContender(TokenStoreContender):
 
     def close(self) -> None:
         self.sql_store.close()
+
+
+class EncryptedStoreContender(StoreContender):
+    """This store with encryption at rest on, as an application creates it.
+
+    ``SQLAlchemyTokenStore(url, table_name=..., encryption_keys=[key])`` on a
+    table of its own whose rows are sealed under ``key`` (tables.py): a
+    lookup by token goes through the HMAC digest column and decrypts the row
+    it finds; a save seals the new values.
+    """
+
+    family = "store+enc"
+
+    def __init__(
+        self,
+        backend: str,
+        state: TableState,
+        url: URL,
+        table: str,
+        counting: bool,
+        encryption_keys: Sequence[str],
+    ) -> None:
+        if not encryption_keys:
+            raise ValueError("an encrypted store needs its keys")
+        super().__init__(backend, state, url, table, counting, encryption_keys)
 
 
 class _CountingConnection:

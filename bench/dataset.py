@@ -20,7 +20,7 @@ from typing import Any
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from zoho_token_store.mapping import digest
+from zoho_token_store.crypto import Codec, PlainCodec
 
 __all__ = [
     "API_DOMAIN",
@@ -66,26 +66,34 @@ def access_token(k: int, generation: int = 0) -> str:
     return f"1000.{_hex('a', k, generation)}.{_hex('A', k, generation)}"
 
 
-def store_rows(start: int, stop: int) -> Iterator[dict[str, Any]]:
-    """Rows ``start`` to ``stop - 1`` of this store's table, digests included."""
+def store_rows(start: int, stop: int, codec: Codec | None = None) -> Iterator[dict[str, Any]]:
+    """Rows ``start`` to ``stop - 1`` of this store's table, digests included.
+
+    Stored as a store with ``codec`` writes them: without one, in plaintext
+    with SHA-256 digests and no ``key_id``; with a keyring, every secret
+    sealed under its first key, HMAC digests, and that key's id, so that a
+    store with the same keys reads them by digest and decrypts them.
+    """
+    codec = codec or PlainCodec()
     for k in range(start, stop):
         refresh, access = refresh_token(k), access_token(k)
         yield {
             "id": row_id(k),
             "user_name": user_name(k),
             "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "refresh_token": refresh,
-            "access_token": access,
+            "client_secret": codec.seal(CLIENT_SECRET),
+            "refresh_token": codec.seal(refresh),
+            "access_token": codec.seal(access),
             "grant_token": None,
             "expiry_time": FAR_EXPIRY_MS,
             "redirect_url": REDIRECT_URL,
             "api_domain": API_DOMAIN,
-            "refresh_token_digest": digest(refresh),
-            "access_token_digest": digest(access),
+            "refresh_token_digest": codec.digest(refresh),
+            "access_token_digest": codec.digest(access),
             "grant_token_digest": None,
             "issued_at": FAR_EXPIRY_MS - 3_600_000,
             "refresh_lease_until": None,
+            "key_id": codec.key_id,
         }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 __all__ = ["plot"]
 
 _PANELS = ("find_user", "find_refresh", "find_access", "find_by_id")
-_STYLE = {"floor": ":", "store": "-", "DBStore": "--", "FileStore": "-."}
+_STYLE = {"floor": ":", "store": "-", "store+enc": "-.", "DBStore": "--", "FileStore": "-."}
 _COLOUR = {"sqlite": "tab:blue", "postgresql": "tab:green", "mariadb": "tab:orange"}
 
 

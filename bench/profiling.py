@@ -2,6 +2,7 @@
 
     python -m bench.profiling --contender store/postgresql --operation find_user
     python -m bench.profiling --contender store/sqlite --operation save_update --profiler cprofile
+    python -m bench.profiling --contender store+enc/sqlite --operation find_refresh
 
 Builds the same tables and contenders as a run (at ``--rows`` rows), warms
 the operation up, then profiles ``--iterations`` timed calls (the untimed
@@ -32,7 +33,11 @@ _BACKEND_OF_FAMILY = {"FileStore": "file", "DBStore": "mariadb"}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profiling", description=__doc__)
-    parser.add_argument("--contender", required=True, help="e.g. store/postgresql, floor/sqlite")
+    parser.add_argument(
+        "--contender",
+        required=True,
+        help="e.g. store/postgresql, store+enc/postgresql, floor/sqlite",
+    )
     parser.add_argument(
         "--operation", required=True, choices=[op.slug for op in Operation], help="what to run"
     )
@@ -55,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         operations=(operation,),
         count=False,
         budget=Budget(),
+        encryption=family == "store+enc",
     )
     if args.postgres_url:
         settings = replace(settings, postgres_url=args.postgres_url)

@@ -8,6 +8,9 @@ the same kind of storage (DBStore against this store on MariaDB, FileStore
 against this store on SQLite), then the counts per operation (counting.py):
 ``stmts`` client-side statements and commits, ``rt`` round trips on the
 wire, ``conn`` new connections, ``srv`` MariaDB's own statement count.
+A run with ``--encryption`` adds the column ``enc / plain``: the encrypted
+store's median over the same store's without encryption on the same
+database, the cost of encryption at rest.
 """
 
 from __future__ import annotations
@@ -37,8 +40,34 @@ HEADER = (
     "conn",
     "srv",
 )
+ENCRYPTION_HEADER = "enc / plain"
 # The SDK store each family is compared with, and the contender it is compared to.
 _SDK_BASELINE = {"DBStore/mariadb": "store/mariadb", "FileStore/csv": "store/sqlite"}
+# This store's contenders: the floor's time is the baseline of each.
+_STORE_FAMILIES = ("store/", "store+enc/")
+ENCRYPTED_PREFIX = "store+enc/"
+
+
+def _encrypted(results: Sequence[CellResult]) -> bool:
+    return any(r.contender.startswith(ENCRYPTED_PREFIX) for r in results)
+
+
+def _header(results: Sequence[CellResult]) -> list[str]:
+    """The columns; ``enc / plain`` after ``x floor`` when the run measured encryption."""
+    header = list(HEADER)
+    if _encrypted(results):
+        header.insert(header.index("x floor") + 1, ENCRYPTION_HEADER)
+    return header
+
+
+def encryption_ratio(by: dict[tuple[Operation, str], CellResult], r: CellResult) -> str:
+    """The encrypted store's median over the plain store's on the same database, or ''."""
+    if not r.contender.startswith(ENCRYPTED_PREFIX):
+        return ""
+    plain = by.get((r.operation, "store/" + r.contender.split("/", 1)[1]))
+    if plain is None or plain.median_ns <= 0:
+        return ""
+    return f"{r.median_ns / plain.median_ns:.2f}x"
 
 
 def duration(ns: float) -> str:
@@ -57,14 +86,15 @@ def _count(value: float | None) -> str:
 
 def _rows(results: Sequence[CellResult], size: int) -> list[list[str]]:
     by = {(r.operation, r.contender): r for r in results if r.rows == size}
+    with_encryption = _encrypted(results)
     table: list[list[str]] = []
     for operation in Operation:
         names = [name for op, name in by if op is operation]
         for i, name in enumerate(names):
             r = by[(operation, name)]
             vs_floor = ""
-            if name.startswith("store/"):
-                floor = by.get((operation, name.replace("store/", "floor/")))
+            if name.startswith(_STORE_FAMILIES):
+                floor = by.get((operation, "floor/" + name.split("/", 1)[1]))
                 if floor is not None:
                     vs_floor = f"{r.median_ns / floor.median_ns:.2f}x"
             vs_store = ""
@@ -73,22 +103,23 @@ def _rows(results: Sequence[CellResult], size: int) -> list[list[str]]:
                 if store is not None:
                     vs_store = f"{r.median_ns / store.median_ns:.1f}x"
             counts = r.counts
-            table.append(
-                [
-                    operation.value if i == 0 else "",
-                    name,
-                    duration(r.median_ns),
-                    duration(r.p99_ns),
-                    duration(r.cpu_median_ns),
-                    str(r.n),
-                    vs_floor,
-                    vs_store,
-                    _count(counts.statements if counts else None),
-                    _count(counts.round_trips if counts else None),
-                    _count(counts.connections if counts else None),
-                    _count(counts.server_statements if counts else None),
-                ]
-            )
+            row = [
+                operation.value if i == 0 else "",
+                name,
+                duration(r.median_ns),
+                duration(r.p99_ns),
+                duration(r.cpu_median_ns),
+                str(r.n),
+                vs_floor,
+                vs_store,
+                _count(counts.statements if counts else None),
+                _count(counts.round_trips if counts else None),
+                _count(counts.connections if counts else None),
+                _count(counts.server_statements if counts else None),
+            ]
+            if with_encryption:
+                row.insert(HEADER.index("x floor") + 1, encryption_ratio(by, r))
+            table.append(row)
     return table
 
 
@@ -103,10 +134,10 @@ def _title(run: RunResult, size: int) -> str:
     return title
 
 
-def _aligned(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in [list(HEADER), *rows]) for i in range(len(HEADER))]
+def _aligned(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = []
-    for row in [list(HEADER), *rows]:
+    for row in [header, *rows]:
         cells = [
             cell.ljust(width) if i < 2 else cell.rjust(width)
             for i, (cell, width) in enumerate(zip(row, widths))
@@ -120,7 +151,11 @@ def text(run: RunResult, targets: list[TargetResult], machine: dict[str, str]) -
     out = ["", "Machine: " + "; ".join(f"{k} {v}" for k, v in machine.items())]
     out.append(_summary(run))
     for size in _sizes(run):
-        out += ["", f"== {_title(run, size)} ==", _aligned(_rows(run.results, size))]
+        out += [
+            "",
+            f"== {_title(run, size)} ==",
+            _aligned(_header(run.results), _rows(run.results, size)),
+        ]
     out += ["", "Targets:"]
     if run.settings.quick:
         out.append("  not evaluated: --quick checks that the benchmark runs, it times nothing")
@@ -141,10 +176,11 @@ def _summary(run: RunResult) -> str:
 def markdown(run: RunResult, targets: list[TargetResult], machine: dict[str, str]) -> str:
     """The tables and targets in Markdown, as docs/performance.md quotes them."""
     out: list[str] = []
+    header = _header(run.results)
     for size in _sizes(run):
         out += [f"#### {_title(run, size)}", ""]
-        out.append("| " + " | ".join(HEADER) + " |")
-        out.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(HEADER))) + "|")
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|")
         out += ["| " + " | ".join(row) + " |" for row in _rows(run.results, size)]
         out.append("")
     out += ["| target | result | measured |", "|---|---|---|"]

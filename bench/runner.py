@@ -21,6 +21,7 @@ from sqlalchemy import URL
 from bench.contenders import (
     Contender,
     DBStoreContender,
+    EncryptedStoreContender,
     FileStoreContender,
     StoreContender,
     mysql_connector_missing,
@@ -147,6 +148,18 @@ def build_contenders(
             connect = connect_floor(backend, url=url, path=tables.sqlite_path)
             contenders.append(FloorContender(backend, table.state, table.name, connect))
             contenders.append(StoreContender(backend, table.state, url, table.name, counting))
+            sealed = tables.encrypted.get(backend)
+            if sealed is not None:
+                contenders.append(
+                    EncryptedStoreContender(
+                        backend,
+                        sealed.state,
+                        _via(sealed.url, proxies.get(backend)),
+                        sealed.name,
+                        counting,
+                        sealed.keys,
+                    )
+                )
             if backend == "mariadb" and tables.sdk is not None and dbstore:
                 sdk_url = _via(tables.sdk.url, proxies.get(backend))
                 contenders.append(DBStoreContender(tables.sdk.state, sdk_url, tables.sdk.name))
@@ -221,7 +234,7 @@ def _time_operation(
             )
         )
         log(
-            f"[{stage.rows:,} rows] {operation.value:<21} {name:<17} n={samples.n:<5} "
+            f"[{stage.rows:,} rows] {operation.value:<21} {name:<20} n={samples.n:<5} "
             f"median {samples.median / 1e3:9.1f} us  p99 {samples.p99 / 1e3:9.1f} us  "
             f"cpu {samples.cpu_median / 1e3:9.1f} us"
         )

@@ -23,6 +23,8 @@ __all__ = [
 #   postgresql  this store and the floor on PostgreSQL (psycopg 3)
 #   mariadb     this store and the floor on MariaDB (PyMySQL), and the SDK's DBStore
 #   file        the SDK's FileStore (CSV)
+# With ``encryption``, each database also brings this store with encryption
+# at rest on, in a table of its own whose rows are sealed (store+enc/...).
 BACKENDS = ("sqlite", "postgresql", "mariadb", "file")
 SERVER_BACKENDS = ("postgresql", "mariadb")
 
@@ -131,6 +133,9 @@ class Settings:
     mysql_url: str = field(default_factory=lambda: os.environ.get(MYSQL_URL_ENV, DEFAULT_MYSQL_URL))
     seed: int = 20_240_601
     verify: bool = False
+    # Also measure this store with encryption at rest on (contenders
+    # ``store+enc/<backend>``), beside the same store without it.
+    encryption: bool = False
 
     @property
     def proxied(self) -> bool:

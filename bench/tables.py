@@ -3,6 +3,10 @@
 - This store's table on each database comes from the package's migrations, so
   it has exactly the production schema and indexes. The floor reads and
   writes the same table.
+- With ``--encryption``, each database gets a second such table whose rows
+  are sealed under a key made for the run (Fernet secrets, HMAC digests,
+  ``key_id``), exactly as a store with that key writes them; the encrypted
+  store reads and writes it.
 - The SDK's DBStore gets a table of its own on MariaDB, made with the SDK's
   documented DDL (no secondary index).
 - The SDK's FileStore gets a CSV file with the same ten columns.
@@ -31,6 +35,7 @@ from zohocrmsdk.src.com.zoho.api.authenticator.store.file_store import FileStore
 from bench.dataset import TableState, sdk_rows, store_rows
 from bench.settings import Settings
 from zoho_token_store import migrate
+from zoho_token_store.crypto import Codec
 from zoho_token_store.engine import make_engine, resolve_url
 from zoho_token_store.models import token_table
 from zoho_token_store.records import FIELDS
@@ -65,6 +70,20 @@ class StoreTable:
     url: URL
     name: str
     state: TableState = field(default_factory=TableState)
+    # The keys its rows are sealed with; empty: a plaintext table.
+    keys: tuple[str, ...] = ()
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.keys)
+
+    def codec(self) -> Codec | None:
+        """How its rows are stored: a keyring of ``keys``, or ``None`` for plaintext."""
+        if not self.keys:
+            return None
+        from zoho_token_store.crypto import Keyring
+
+        return Keyring(self.keys)
 
     def create(self) -> None:
         migrate.upgrade(self.url, table_name=self.name)
@@ -78,7 +97,7 @@ class StoreTable:
         # an executemany would be a transaction (and an fsync) of its own.
         engine = create_engine(self.url)
         try:
-            for batch in _batches(store_rows(self.state.rows, rows), BATCH):
+            for batch in _batches(store_rows(self.state.rows, rows, self.codec()), BATCH):
                 with engine.begin() as conn:
                     conn.execute(table.insert(), batch)
         finally:
@@ -87,10 +106,18 @@ class StoreTable:
         _analyze(self.url, self.name)
 
     def drop(self) -> None:
-        """Downgrade to base (drops the table), then drop the version table."""
-        migrate.downgrade(self.url, "base", table_name=self.name)
+        """Downgrade to base (drops the table), then drop the version table.
+
+        An encrypted table is emptied first: the downgrade refuses to drop
+        sealed rows (they would be unreadable without their key id), and the
+        run's rows and key are throwaway.
+        """
         engine = make_engine(self.url)
         try:
+            if self.encrypted:
+                with engine.connect() as conn:
+                    conn.execute(token_table(MetaData(), self.name).delete())
+            migrate.downgrade(self.url, "base", table_name=self.name)
             with engine.connect() as conn:
                 Table(migrate.version_table_name(self.name), MetaData()).drop(conn, checkfirst=True)
         finally:
@@ -160,6 +187,7 @@ class Tables:
     settings: Settings
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="zts-bench-")))
     store: dict[str, StoreTable] = field(default_factory=dict)
+    encrypted: dict[str, StoreTable] = field(default_factory=dict)
     sdk: SdkTable | None = None
     csv: CsvFile | None = None
     _created: list[StoreTable | SdkTable | CsvFile] = field(default_factory=list)
@@ -171,9 +199,14 @@ class Tables:
             "postgresql": self.settings.postgres_url,
             "mariadb": self.settings.mysql_url,
         }
+        keys = (_new_key(),) if self.settings.encryption else ()
         for backend, url in urls.items():
             if backend in self.settings.backends:
                 self.store[backend] = StoreTable(backend, resolve_url(url), tag)
+                if keys:
+                    self.encrypted[backend] = StoreTable(
+                        backend, resolve_url(url), f"{tag}_enc", keys=keys
+                    )
         if "mariadb" in self.settings.backends:
             self.sdk = SdkTable(resolve_url(self.settings.mysql_url), f"{tag}_sdk")
         if "file" in self.settings.backends:
@@ -184,7 +217,10 @@ class Tables:
         return self.workdir / "tokens.db"
 
     def all(self) -> list[StoreTable | SdkTable | CsvFile]:
-        found: list[StoreTable | SdkTable | CsvFile] = [*self.store.values()]
+        found: list[StoreTable | SdkTable | CsvFile] = [
+            *self.store.values(),
+            *self.encrypted.values(),
+        ]
         if self.sdk is not None:
             found.append(self.sdk)
         if self.csv is not None:
@@ -220,10 +256,22 @@ class Tables:
 
 def _label(item: StoreTable | SdkTable | CsvFile) -> str:
     if isinstance(item, StoreTable):
-        return f"{item.backend} table {item.name}"
+        kind = "encrypted table" if item.encrypted else "table"
+        return f"{item.backend} {kind} {item.name}"
     if isinstance(item, SdkTable):
         return f"DBStore table {item.name}"
     return f"CSV {item.path.name}"
+
+
+def _new_key() -> str:
+    """A Fernet key for one run: the benchmark's sealed rows are worth nothing after it."""
+    try:
+        from cryptography.fernet import Fernet
+    except ImportError:
+        raise SystemExit(
+            "--encryption needs the cryptography package: pip install -e '.[bench]'"
+        ) from None
+    return Fernet.generate_key().decode("ascii")
 
 
 class _autocommit:
