@@ -9,10 +9,9 @@ and ``save_token`` both use it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Optional
-
-from sqlalchemy import RowMapping
 
 from zoho_token_store._sdk import OAuthToken, UserSignature
 from zoho_token_store.crypto import Codec, PlainCodec, plain_digest
@@ -244,48 +243,49 @@ def _expiry(operation: str, value: object) -> int | None:
     return int(value)
 
 
-def to_oauth_token(row: RowMapping, codec: Codec = PLAIN) -> OAuthToken:
+# Each stored field: its column, and the SDK's getter and setter on OAuthToken.
+_SDK_FIELDS = (
+    ("id", "get_id", "set_id"),
+    ("user_name", "get_user_signature", "set_user_signature"),
+    ("client_id", "get_client_id", "set_client_id"),
+    ("client_secret", "get_client_secret", "set_client_secret"),
+    ("refresh_token", "get_refresh_token", "set_refresh_token"),
+    ("access_token", "get_access_token", "set_access_token"),
+    ("grant_token", "get_grant_token", "set_grant_token"),
+    ("expiry_time", "get_expires_in", "set_expires_in"),
+    ("redirect_url", "get_redirect_url", "set_redirect_url"),
+    ("api_domain", "get_api_domain", "set_api_domain"),
+)
+
+
+def _sdk_value(row: Mapping[Any, Any], column: str, codec: Codec) -> Any:
+    """A stored value as the SDK holds it: secrets opened, the user as a UserSignature."""
+    value = row[column]
+    if value is None:
+        return None
+    if column in SECRET_COLUMNS:
+        return codec.open(value)
+    if column == "user_name":
+        return UserSignature(value)
+    if column == "expiry_time":
+        return str(value)
+    return value
+
+
+def to_oauth_token(row: Mapping[Any, Any], codec: Codec = PLAIN) -> OAuthToken:
     """A fully populated ``OAuthToken`` from a stored row, its secrets opened."""
-    user_name = row["user_name"]
-
-    def secret(name: str) -> str | None:
-        value: str | None = row[name]
-        return codec.open(value) if value is not None else None
-
-    token = OAuthToken(
-        client_id=row["client_id"],
-        client_secret=secret("client_secret"),
-        grant_token=secret("grant_token"),
-        refresh_token=secret("refresh_token"),
-        redirect_url=row["redirect_url"],
-        id=row["id"],
-        access_token=secret("access_token"),
-        user_signature=UserSignature(user_name) if user_name is not None else None,
-        api_domain=row["api_domain"],
-    )
-    expiry = row["expiry_time"]
-    token.set_expires_in(str(expiry) if expiry is not None else None)
+    token = OAuthToken(id=row["id"])
+    for column, _getter, setter in _SDK_FIELDS[1:]:
+        getattr(token, setter)(_sdk_value(row, column, codec))
     return token
 
 
-def fill_missing(token: OAuthToken, row: RowMapping, codec: Codec = PLAIN) -> None:
+def fill_missing(token: OAuthToken, row: Mapping[Any, Any], codec: Codec = PLAIN) -> None:
     """Fill the fields ``token`` lacks from ``row``, as the SDK's stores do on a find."""
-    stored = to_oauth_token(row, codec)
-    for getter, setter in (
-        ("get_id", "set_id"),
-        ("get_user_signature", "set_user_signature"),
-        ("get_client_id", "set_client_id"),
-        ("get_client_secret", "set_client_secret"),
-        ("get_refresh_token", "set_refresh_token"),
-        ("get_access_token", "set_access_token"),
-        ("get_grant_token", "set_grant_token"),
-        ("get_expires_in", "set_expires_in"),
-        ("get_redirect_url", "set_redirect_url"),
-        ("get_api_domain", "set_api_domain"),
-    ):
+    for column, getter, setter in _SDK_FIELDS:
         value = getattr(token, getter)()
-        if getter == "get_user_signature" and value is not None:
+        if column == "user_name" and value is not None:
             # A UserSignature("") names nobody: it is as missing as None.
             value = value.get_name()
-        if value in (None, ""):
-            getattr(token, setter)(getattr(stored, getter)())
+        if value is None or value == "":
+            getattr(token, setter)(_sdk_value(row, column, codec))

@@ -93,7 +93,13 @@ class Statements:
                 if several
                 else column == bindparam("value")
             )
-            query = select(table, db_epoch_ms().label("db_now")).where(condition)
+            # Every column but the timestamps, which a lookup never needs and
+            # which SQLite would make the driver parse from text on each read.
+            columns: list[ColumnElement[Any]] = [
+                c for c in table.c if c.name not in ("created_at", "updated_at")
+            ]
+            columns.append(db_epoch_ms().label("db_now"))
+            query = select(*columns).where(condition)
             if column_name not in ("id", "user_name"):
                 # Token digests are not unique: pick the same row every time.
                 query = query.order_by(table.c.id)
