@@ -355,6 +355,34 @@ def test_offline_upgrade_prints_the_create_table_and_touches_no_database(
     assert not db.has_table(db.version_table)
 
 
+def test_offline_downgrade_from_head_to_base_prints_every_step_and_touches_no_database(
+    db: MigrationDb,
+) -> None:
+    # The downgrades' safety checks read the table; offline there is none.
+    result = run_alembic(
+        "-x", f"url={db.url}", "-x", f"table_name={db.table}", "downgrade", "head:base", "--sql"
+    )
+    if db.name == "sqlite":
+        # Alembic's batch mode rebuilds a SQLite table from its reflection,
+        # which needs the live database: offline downgrades stop at 0003.
+        assert result.returncode == 255
+        assert "This operation cannot proceed in --sql mode; batch mode with dialect sqlite" in (
+            result.stderr
+        )
+        assert not db.has_table(db.table)
+        return
+    assert result.returncode == 0, result.stderr
+    steps = [line for line in result.stdout.splitlines() if line.startswith("-- Running downgrade")]
+    assert steps == [
+        "-- Running downgrade 0004 -> 0003",
+        "-- Running downgrade 0003 -> 0002",
+        "-- Running downgrade 0002 -> 0001",
+        "-- Running downgrade 0001 -> ",
+    ]
+    assert f"DROP TABLE {db.table}" in result.stdout
+    assert not db.has_table(db.table)
+
+
 # A store without its table ------------------------------------------------------------------
 
 
