@@ -21,6 +21,7 @@ _PACKAGES = (
     "psycopg",
     "PyMySQL",
     "mysql-connector-python",
+    "cryptography",
     "zohocrmsdk8-0",
     "zoho-token-store",
 )
