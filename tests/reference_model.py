@@ -152,7 +152,17 @@ class ReferenceStore:
         values = {n: token[n] for n in FIELDS if n != "id" and carried(token[n])}
         row = self._row_for(key)
         if row is None and key[0] != "id" and carried(token["id"]):
+            # The row the token's id names takes a user name only if it has none.
             row = self.rows.get(str(token["id"]))
+            if row is not None and "user_name" in values and row["user_name"] is not None:
+                return (
+                    ModelError(
+                        "InvalidTokenError",
+                        f"save_token: id {token['id']!r} is the row of another user, and a "
+                        "row keeps its user: save this user's token without that id",
+                    ),
+                    dict(token),
+                )
         if row is not None:
             row.update(values)
             row_id = row["id"]

@@ -261,6 +261,33 @@ def test_save_token_by_refresh_token_updates_the_row_holding_it(store):
     ]
 
 
+def test_a_save_that_learns_a_user_name_names_the_row_its_id_names(store):
+    first = make_token(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, grant="1000.grant-1")
+    store.save_token(first)
+
+    store.save_token(make_token(id=first.get_id(), user="ann@example.com", access="1000.a-1"))
+
+    assert [
+        (t.get_id(), t.get_user_signature().get_name(), t.get_access_token())
+        for t in store.get_tokens()
+    ] == [(first.get_id(), "ann@example.com", "1000.a-1")]
+
+
+def test_a_save_with_another_users_row_id_is_refused_and_changes_nothing(store):
+    ann = full_token("ann@example.com")
+    store.save_token(ann)
+    before = [as_dict(t) for t in store.get_tokens()]
+
+    with pytest.raises(InvalidTokenError) as info:
+        store.save_token(make_token(id=ann.get_id(), user="carol@example.com", access="1000.c"))
+
+    assert info.value.error_message == (
+        f"save_token: id {ann.get_id()!r} is the row of another user, and a row keeps its "
+        "user: save this user's token without that id"
+    )
+    assert [as_dict(t) for t in store.get_tokens()] == before
+
+
 def test_save_token_without_any_credential_is_refused_and_changes_nothing(store):
     store.save_token(full_token("ann@example.com"))
     before = [as_dict(t) for t in store.get_tokens()]

@@ -27,6 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from zoho_token_store.clock import db_epoch_ms, precise_now
 from zoho_token_store.crypto import MIXED, Codec, EncryptionError
+from zoho_token_store.errors import InvalidTokenError
 from zoho_token_store.mapping import LookupKey
 
 __all__ = ["Statements"]
@@ -131,8 +132,11 @@ class Statements:
                 return row_id
         if token_id is not None and key.column != "id":
             # The token came from a row (its id says which) that the key no
-            # longer finds: a user name learnt since the row was saved.
-            row_id = self._update(conn, LookupKey("id", token_id), values, token_id)
+            # longer finds: a user name learnt since the row was saved. Only a
+            # row without a user name takes one; another user's row stays theirs.
+            row_id = self._update(
+                conn, LookupKey("id", token_id), values, token_id, unnamed="user_name" in values
+            )
             if row_id is not None:
                 return row_id
         if "key_id" in values:
@@ -142,20 +146,28 @@ class Statements:
         return new_id
 
     def _update(
-        self, conn: Connection, target: LookupKey, values: dict[str, Any], token_id: str | None
+        self,
+        conn: Connection,
+        target: LookupKey,
+        values: dict[str, Any],
+        token_id: str | None,
+        unnamed: bool = False,
     ) -> str | None:
         """Update the row ``target`` names; return its id, or ``None`` if there is none.
 
         When the token already carries an id, that is what is returned: the
         caller only needs an id to give a token that lacks one. A store with
         keys never writes into a row sealed by a key it lacks: that would
-        leave the row unreadable to the stores that hold the row's key.
+        leave the row unreadable to the stores that hold the row's key. With
+        ``unnamed``, only a row without a user name is updated, and a row of
+        another user is refused with :class:`InvalidTokenError`.
         """
         table = self.table
         matches = table.c[target.column] == target.value
+        only_unnamed = (table.c.user_name.is_(None),) if unnamed else ()
         statement = (
             update(table)
-            .where(matches, *self._writable())
+            .where(matches, *only_unnamed, *self._writable())
             .values(updated_at=precise_now(), **values)
         )
         if conn.dialect.update_returning and target.column != "id":
@@ -171,6 +183,13 @@ class Statements:
                 row_id = conn.execute(select(table.c.id).where(matches)).scalar_one_or_none()
         else:
             row_id = None
+        if row_id is None and unnamed:
+            owner = conn.execute(select(table.c.user_name).where(matches)).first()
+            if owner is not None and owner[0] is not None:
+                raise InvalidTokenError(
+                    f"save_token: id {target.value!r} is the row of another user, and a row "
+                    "keeps its user: save this user's token without that id"
+                )
         if row_id is None and self.codec.key_ids:
             foreign = conn.execute(select(table.c.key_id).where(matches).limit(1)).first()
             if foreign is not None:
