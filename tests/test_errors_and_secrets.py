@@ -676,7 +676,8 @@ def test_a_url_without_a_driver_gets_the_packaged_driver_and_works(
         ("postgresql://u@h/db", "postgresql+psycopg", {}),
         ("mysql://u@h/db", "mysql+pymysql", {"charset": "utf8mb4"}),
         ("mariadb://u@h/db", "mariadb+pymysql", {"charset": "utf8mb4"}),
-        ("mysql://u@h/db?charset=latin1", "mysql+pymysql", {"charset": "latin1"}),
+        ("mysql://u@h/db?charset=utf8mb4", "mysql+pymysql", {"charset": "utf8mb4"}),
+        ("postgres://u@h/db", "postgresql+psycopg", {}),
         ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2", {}),
         ("sqlite:///tokens.db", "sqlite", {}),
     ],
@@ -779,4 +780,48 @@ def test_a_mysql_url_without_a_database_is_refused() -> None:
     assert info.value.error_message == (
         "invalid database URL: a MySQL or MariaDB URL must name its database, "
         "as in 'mysql://user@host/dbname'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            f"mysq://admin:{URL_PASSWORD}@db/tokens",
+            "invalid database URL: unknown database 'mysq'; use 'postgresql://', 'mysql://', "
+            "'mariadb://' or 'sqlite:///path.db'",
+        ),
+        (
+            f"http://admin:{URL_PASSWORD}@db/tokens",
+            "invalid database URL: unknown database 'http'; use 'postgresql://', 'mysql://', "
+            "'mariadb://' or 'sqlite:///path.db'",
+        ),
+        (
+            f"mysql://admin:{URL_PASSWORD}@db/tokens?charset=latin1",
+            "invalid database URL: a MySQL or MariaDB connection must use charset=utf8mb4, "
+            "not 'latin1'; leave charset out to get it",
+        ),
+        (
+            f"mysql://admin:{URL_PASSWORD}@db/tokens?read_timeout=abc",
+            "invalid engine option or URL query value: ValueError: invalid literal for int() "
+            "with base 10: 'abc'",
+        ),
+    ],
+    ids=["misspelt-scheme", "http-scheme", "latin1-charset", "bad-query-value"],
+)
+def test_a_url_the_store_cannot_use_is_refused_at_once_naming_the_problem(
+    url: str, message: str
+) -> None:
+    with pytest.raises(TokenStoreError) as info:
+        SQLAlchemyTokenStore(url)
+    assert (info.value.code, info.value.error_message) == ("TOKEN_STORE", message)
+    assert URL_PASSWORD not in formatted_traceback(info.value)
+
+
+def test_an_engine_option_create_engine_rejects_is_refused_naming_it() -> None:
+    with pytest.raises(TokenStoreError) as info:
+        SQLAlchemyTokenStore("sqlite://", engine_options={"bogus": 1})
+    assert info.value.error_message.startswith(
+        "invalid engine option or URL query value: TypeError: Invalid argument(s) 'bogus' "
+        "sent to create_engine()"
     )

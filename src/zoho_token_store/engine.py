@@ -62,10 +62,12 @@ DEFAULT_CONNECT_ARGS: dict[str, dict[str, int]] = {
 
 _DEFAULT_DRIVERS = {
     "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",  # the scheme Heroku and others hand out
     "mysql": "mysql+pymysql",
     "mariadb": "mariadb+pymysql",
 }
 _EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
+_SCHEMES = "'postgresql://', 'mysql://', 'mariadb://' or 'sqlite:///path.db'"
 
 
 class MissingDependencyError(TokenStoreError):
@@ -99,7 +101,15 @@ def resolve_url(url: UrlLike | None) -> URL:
             "invalid database URL: a MySQL or MariaDB URL must name its database, "
             "as in 'mysql://user@host/dbname'"
         )
-    if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
+    if parsed.get_backend_name() in ("mysql", "mariadb"):
+        charset = parsed.query.get("charset", "utf8mb4")
+        if charset != "utf8mb4":
+            # Another charset cannot carry every user name and token: the
+            # driver would fail to encode one, or the server mangle it.
+            raise TokenStoreError(
+                f"invalid database URL: a MySQL or MariaDB connection must use "
+                f"charset=utf8mb4, not {str(charset)[:16]!r}; leave charset out to get it"
+            )
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     return parsed
 
@@ -144,7 +154,8 @@ def make_engine(url: URL, **options: Any) -> Engine:
         # Recycle before a server's idle timeout (MySQL's wait_timeout can be
         # set low) closes a pooled connection under us.
         settings.update(pool_recycle=3600)
-    defaults = DEFAULT_CONNECT_ARGS.get(url.get_driver_name(), {})
+    # Read from the name: get_driver_name() would load the dialect first.
+    defaults = DEFAULT_CONNECT_ARGS.get(url.drivername.partition("+")[2], {})
     connect_args = {
         # A timeout in the URL's query (``?connect_timeout=5``) is the user's.
         **{name: value for name, value in defaults.items() if name not in url.query},
@@ -157,10 +168,21 @@ def make_engine(url: URL, **options: Any) -> Engine:
     try:
         engine = create_engine(url, **settings)
     except (ImportError, sa_exc.NoSuchModuleError) as exc:
+        if backend not in ("postgresql", "mysql", "mariadb", "sqlite"):
+            raise TokenStoreError(
+                f"invalid database URL: unknown database {url.drivername!r}; use {_SCHEMES}",
+                cause=exc,
+            ) from None
         extra = _EXTRAS.get(backend) if url.drivername in _DEFAULT_DRIVERS.values() else None
         hint = f"pip install 'zoho-token-store[{extra}]'" if extra else "install its driver"
         raise MissingDependencyError(
             f"no database driver for {url.drivername!r}: {hint}", cause=exc
+        ) from None
+    except (TypeError, ValueError) as exc:
+        # An engine option or a URL query value the driver cannot take. The
+        # message names the option; it never holds the URL or its password.
+        raise TokenStoreError(
+            f"invalid engine option or URL query value: {type(exc).__name__}: {exc}", cause=exc
         ) from None
     if backend == "sqlite" and not is_memory_sqlite(url):
         event.listen(engine, "connect", _tune_sqlite_file)
