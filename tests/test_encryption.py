@@ -231,18 +231,30 @@ def test_keys_come_from_the_environment(monkeypatch, shared_backend: Backend, em
     from_env.close()
 
 
-@pytest.mark.parametrize("bad", ["not-a-key", "", "A" * 44])
+@pytest.mark.parametrize(
+    "bad",
+    ["not-a-key", "", "A" * 44, f"{KEY_A};{KEY_B}", f"{KEY_A} {KEY_B}", f"{KEY_A}x", None, b"k"],
+    ids=["word", "empty", "no-padding", "semicolon", "space", "trailing-x", "none", "bytes"],
+)
 def test_a_malformed_key_is_refused_naming_its_position_not_its_value(bad):
     with pytest.raises(EncryptionError) as info:
-        Keyring([KEY_A, bad] if bad else [])
+        Keyring([KEY_A, bad] if bad != "" else [])
     message = info.value.error_message
     assert message == (
         "encryption key #2 is not a Fernet key (32 url-safe base64-encoded bytes, "
         "as Fernet.generate_key() makes)"
-        if bad
+        if bad != ""
         else "encryption_keys is empty: give at least one key"
     )
     assert KEY_A not in message
+
+
+@pytest.mark.parametrize(("keys", "kind"), [(KEY_A, "str"), (5, "int")])
+def test_keys_that_are_not_a_list_are_refused_naming_the_type(keys, kind):
+    with pytest.raises(EncryptionError) as info:
+        Keyring(keys)
+    assert info.value.error_message == f"encryption_keys must be a list of keys, got {kind}"
+    assert KEY_A not in info.value.error_message
 
 
 def test_reprs_show_key_ids_only():
@@ -251,12 +263,38 @@ def test_reprs_show_key_ids_only():
     assert KEY_A not in repr(keyring) and KEY_B not in repr(keyring)
 
 
-def test_a_store_with_the_wrong_key_never_writes_into_a_row_sealed_by_another(
-    shared_backend: Backend, empty
+@pytest.mark.parametrize("user", ["ann@example.com", "bob@example.com"], ids=["same", "new"])
+def test_a_store_without_the_tables_key_refuses_its_first_save_and_writes_nothing(
+    shared_backend: Backend, empty, user
 ):
+    # A new user's row sealed with key B would break every [A] store's
+    # get_tokens, and a store with [B] alone cannot read the table anyway.
     _store(shared_backend, [KEY_A]).save_token(full_token("ann@example.com"))
     before = _raw_rows(empty)
     wrong = _store(shared_backend, [KEY_B])
+
+    with pytest.raises(EncryptionError) as info:
+        wrong.save_token(make_token(user=user, access="1000.access.new", expires="9"))
+
+    key_a, key_b = Keyring([KEY_A]).key_id, Keyring([KEY_B]).key_id
+    assert info.value.error_message == (
+        f"save_token: the table {empty.table.name!r} holds rows sealed with key {key_a}, "
+        f"which is not among this store's keys ({key_b}): add it to the keys, after the "
+        "current one; nothing was written"
+    )
+    assert _raw_rows(empty) == before
+    wrong.close()
+
+
+def test_a_store_with_the_wrong_key_never_writes_into_a_row_sealed_by_another(
+    shared_backend: Backend, empty
+):
+    # The store passed its first-save check on a table sealed with its own
+    # key; then a store rotating to key A (keys [A, B]) saved a row with A.
+    wrong = _store(shared_backend, [KEY_B])
+    wrong.save_token(full_token("bob@example.com"))
+    _store(shared_backend, [KEY_A, KEY_B]).save_token(full_token("ann@example.com"))
+    before = _raw_rows(empty)
 
     with pytest.raises(EncryptionError) as info:
         wrong.save_token(make_token(user="ann@example.com", access="1000.access.new", expires="9"))

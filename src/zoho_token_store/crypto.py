@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,10 @@ PREFIX = "zts1:"
 ESCAPE = "zts0:"
 # The key_id of a row whose secrets are not all sealed by one key.
 MIXED = "mixed"
+# A Fernet key: 32 bytes in url-safe base64, 44 characters. Checked before
+# Fernet sees it: base64 decoding skips stray characters, so "KEY_A;KEY_B"
+# would otherwise pass as key A alone and key B vanish without a word.
+_FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
 
 
 class EncryptionError(TokenStoreError):
@@ -125,19 +130,22 @@ class Keyring(Codec):
                 "encryption needs its extra: pip install 'zoho-token-store[encryption]'",
                 cause=exc,
             ) from None
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Sequence):
+            raise EncryptionError(
+                f"encryption_keys must be a list of keys, got {type(keys).__name__}"
+            )
         if not keys:
             raise EncryptionError("encryption_keys is empty: give at least one key")
         self._fernets: dict[str, Fernet] = {}
         self._lookup_keys: list[bytes] = []
         for position, key in enumerate(keys, start=1):
-            try:
-                fernet = Fernet(key.strip())
-                raw = _urlsafe_decode(key.strip())
-            except (ValueError, TypeError):
+            if not isinstance(key, str) or not _FERNET_KEY.fullmatch(key.strip()):
                 raise EncryptionError(
                     f"encryption key #{position} is not a Fernet key "
                     "(32 url-safe base64-encoded bytes, as Fernet.generate_key() makes)"
-                ) from None
+                )
+            fernet = Fernet(key.strip())
+            raw = _urlsafe_decode(key.strip())
             key_id = _fingerprint(raw)
             self._fernets.setdefault(key_id, fernet)
             self._lookup_keys.append(_derive_lookup_key(raw))

@@ -17,12 +17,13 @@ from sqlalchemy import (
     delete,
     literal_column,
     select,
+    true,
 )
 
 from zoho_token_store import retry
 from zoho_token_store._sdk import OAuthToken, TokenStore
 from zoho_token_store.clock import db_epoch_ms
-from zoho_token_store.crypto import KEYS_ENV_VAR, EncryptionError, codec_from
+from zoho_token_store.crypto import KEYS_ENV_VAR, MIXED, EncryptionError, codec_from
 from zoho_token_store.engine import UrlLike, is_memory_sqlite, make_engine, resolve_url
 from zoho_token_store.errors import (
     InvalidTokenError,
@@ -107,7 +108,7 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         self._statements = Statements(self._table, self._codec)
         # A keyless store refuses to write into a table that holds encrypted
         # rows (checked once, at its first save), unless told it may.
-        self._plaintext_checked = allow_plaintext or self._codec.key_id is not None
+        self._keys_checked = allow_plaintext and self._codec.key_id is None
         self._table_checked = False
         if is_memory_sqlite(self._engine.url):
             self._table.metadata.create_all(self._engine)
@@ -190,8 +191,8 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             # A new access token: its lifetime starts now, and any refresh
             # lease on the row is done.
             values.update(issued_at=db_epoch_ms(), refresh_lease_until=None)
-        if not self._plaintext_checked:
-            self._refuse_plaintext_into_encrypted_table()
+        if not self._keys_checked:
+            self._refuse_a_table_sealed_with_other_keys()
         row_id = self._run(
             "save_token",
             lambda conn: self._statements.upsert(conn, key, new_id, fields.id, values),
@@ -294,17 +295,29 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         self._run(operation, lambda conn: conn.execute(probe).all())
         self._table_checked = True
 
-    def _refuse_plaintext_into_encrypted_table(self) -> None:
+    def _refuse_a_table_sealed_with_other_keys(self) -> None:
+        # Checked once, at a store's first save. A store without keys would
+        # mix plaintext into an encrypted table (unless allowed to), and a
+        # store without every key the table uses would add rows that the
+        # other stores cannot read, and could not read the table's rows.
         table = self._table
-        query = select(table.c.key_id).where(table.c.key_id.is_not(None)).limit(1)
+        column = table.c.key_id
+        mine = column.not_in((*self._codec.key_ids, MIXED)) if self._codec.key_ids else true()
+        query = select(column).where(column.is_not(None), mine).limit(1)
         sealed = self._run("save_token", lambda conn: conn.execute(query).scalar_one_or_none())
-        if sealed is not None:
+        if sealed is not None and not self._codec.key_ids:
             raise EncryptionError(
                 f"save_token: the table {table.name!r} holds encrypted rows (key {sealed}) and "
                 f"this store has no keys: set {KEYS_ENV_VAR}, or pass allow_plaintext=True "
                 "to write plaintext into it anyway"
             )
-        self._plaintext_checked = True
+        if sealed is not None:
+            raise EncryptionError(
+                f"save_token: the table {table.name!r} holds rows sealed with key {sealed}, "
+                f"which is not among this store's keys ({', '.join(self._codec.key_ids)}): "
+                "add it to the keys, after the current one; nothing was written"
+            )
+        self._keys_checked = True
 
     def _run(self, operation: str, work: Callable[[Connection], T], *, save: bool = False) -> T:
         """Run ``work`` with the retries and the error wrapping of retry.py."""
