@@ -240,6 +240,20 @@ def test_a_user_signature_that_is_not_a_user_signature_is_refused(
 
 
 @pytest.mark.parametrize("operation", ["save_token", "find_token"])
+def test_a_long_malformed_expires_in_is_refused_giving_its_length_not_its_value(
+    seeded: SQLAlchemyTokenStore, operation: str
+) -> None:
+    # A token passed as the expiry (a CSV with shifted columns) is not echoed.
+    token = make_token(ADA, ADA_SECRETS, expires_in=ADA_SECRETS["access_token"])
+    assert_refused(
+        seeded,
+        lambda: getattr(seeded, operation)(token),
+        f"{operation}: expires_in must be epoch milliseconds as a decimal string, got a "
+        f"string of {len(ADA_SECRETS['access_token'])} characters",
+    )
+
+
+@pytest.mark.parametrize("operation", ["save_token", "find_token"])
 def test_a_non_string_expires_in_is_refused_naming_the_field_and_type(
     seeded: SQLAlchemyTokenStore, operation: str
 ) -> None:

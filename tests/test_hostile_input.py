@@ -431,7 +431,9 @@ def save_with(setter: str, value: object) -> Callable[[SQLAlchemyTokenStore], ob
 
 
 def expiry_message(value: str) -> str:
-    return f"save_token: expires_in must be epoch milliseconds as a decimal string, got {value!r}"
+    # Values over 20 characters are not quoted: they may be a misplaced token.
+    shown = repr(value) if len(value) <= 20 else f"a string of {len(value)} characters"
+    return f"save_token: expires_in must be epoch milliseconds as a decimal string, got {shown}"
 
 
 REFUSED = [

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from conftest import Backend, StatementLog
 from tokens import full_token, make_token
-from zoho_token_store import SQLAlchemyTokenStore
+from zoho_token_store import SQLAlchemyTokenStore, TokenStoreError
 from zoho_token_store.refresh import SDK_REFRESH_WINDOW_MS, Action, RefreshPolicy
 from zoho_token_store.store import DUE
 
@@ -82,11 +82,43 @@ def test_policy_disabled_always_uses_the_stored_token():
     assert RefreshPolicy(enabled=False).action(0, None, None, 10**12) is Action.USE
 
 
-def test_policy_refuses_nonsense_settings():
-    with pytest.raises(ValueError, match="margin_fraction"):
-        RefreshPolicy(margin_fraction=0)
-    with pytest.raises(ValueError, match="lease_timeout must not be negative"):
-        RefreshPolicy(lease_timeout=-1)
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"margin_fraction": 0}, "margin_fraction must be more than 0, at most 1"),
+        ({"margin_fraction": 1.5}, "margin_fraction must be more than 0, at most 1"),
+        ({"lease_timeout": -1}, "lease_timeout must not be negative"),
+        ({"max_wait": -1}, "max_wait must not be negative"),
+        ({"poll_interval": 0}, "poll_interval must be more than 0"),
+        ({"lease_timeout": "30"}, "lease_timeout must be a number of seconds, got str"),
+        ({"margin": True}, "margin must be a number of seconds, got bool"),
+        ({"enabled": "no"}, "enabled must be True or False, got str"),
+    ],
+)
+def test_policy_refuses_nonsense_settings_naming_the_setting(settings, message):
+    with pytest.raises(TokenStoreError) as info:
+        RefreshPolicy(**settings)
+    assert (info.value.code, info.value.error_message) == (
+        "TOKEN_STORE",
+        f"RefreshPolicy: {message}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"refresh": "yes"}, "refresh must be a RefreshPolicy or None, got str"),
+        (
+            {"engine_options": [1]},
+            "engine_options must be a mapping of create_engine arguments, got list",
+        ),
+        ({"allow_plaintext": "no"}, "allow_plaintext must be True or False, got str"),
+    ],
+)
+def test_a_store_refuses_settings_of_the_wrong_type_naming_them(options, message):
+    with pytest.raises(TokenStoreError) as info:
+        SQLAlchemyTokenStore("sqlite://", **options)
+    assert (info.value.code, info.value.error_message) == ("TOKEN_STORE", message)
 
 
 # --- on the database ----------------------------------------------------------------------

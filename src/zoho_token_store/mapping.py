@@ -36,6 +36,8 @@ _MAX_ID = 64
 _MAX_TOKEN = 1024 * 1024
 # A URL, kept within what MySQL's TEXT column holds (64 KiB) in any encoding.
 _MAX_URL = 8192
+# An expires_in longer than this is not quoted in an error (epoch ms have 13 digits).
+_MAX_SHOWN_EXPIRY = 20
 # All of a token's values together, in UTF-8 bytes. A save is one statement,
 # and MySQL and MariaDB refuse a statement over max_allowed_packet (16 MiB by
 # default on MariaDB). PyMySQL's escaping at most doubles a value, and sealing
@@ -236,7 +238,14 @@ def _expiry(operation: str, value: object) -> int | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not _EXPIRY.fullmatch(value):
-        shown = f"{value[:24]!r}" if isinstance(value, str) else f"type {type(value).__name__}"
+        # A short value is quoted to say what was wrong; a long one may be a
+        # token passed in the wrong place, so only its length is given.
+        if not isinstance(value, str):
+            shown = f"type {type(value).__name__}"
+        elif len(value) <= _MAX_SHOWN_EXPIRY:
+            shown = repr(value)
+        else:
+            shown = f"a string of {len(value)} characters"
         raise InvalidTokenError(
             f"{operation}: expires_in must be epoch milliseconds as a decimal string, got {shown}"
         )

@@ -22,6 +22,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from zoho_token_store.errors import TokenStoreError
+
 __all__ = ["SDK_REFRESH_WINDOW_MS", "Action", "RefreshPolicy"]
 
 # The SDK refreshes a token with less than this much life left
@@ -60,11 +62,24 @@ class RefreshPolicy:
     poll_interval: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("margin", "lease_timeout", "max_wait", "poll_interval"):
+        if not isinstance(self.enabled, bool):
+            raise TokenStoreError(
+                f"RefreshPolicy: enabled must be True or False, got {type(self.enabled).__name__}"
+            )
+        for name in ("margin", "margin_fraction", "lease_timeout", "max_wait", "poll_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TokenStoreError(
+                    f"RefreshPolicy: {name} must be a number of seconds, got {type(value).__name__}"
+                )
+        for name in ("margin", "lease_timeout", "max_wait"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
+                raise TokenStoreError(f"RefreshPolicy: {name} must not be negative")
+        if self.poll_interval <= 0:
+            # Zero would make a waiting caller poll the database without pause.
+            raise TokenStoreError("RefreshPolicy: poll_interval must be more than 0")
         if not 0.0 < self.margin_fraction <= 1.0:
-            raise ValueError("margin_fraction must be in (0, 1]")
+            raise TokenStoreError("RefreshPolicy: margin_fraction must be more than 0, at most 1")
 
     @property
     def lease_ms(self) -> int:

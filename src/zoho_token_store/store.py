@@ -93,6 +93,19 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
             validate_table_name(table_name)
         except ValueError as exc:
             raise TokenStoreError(str(exc)) from None
+        if refresh is not None and not isinstance(refresh, RefreshPolicy):
+            raise TokenStoreError(
+                f"refresh must be a RefreshPolicy or None, got {type(refresh).__name__}"
+            )
+        if engine_options is not None and not isinstance(engine_options, Mapping):
+            raise TokenStoreError(
+                f"engine_options must be a mapping of create_engine arguments, "
+                f"got {type(engine_options).__name__}"
+            )
+        if not isinstance(allow_plaintext, bool):
+            raise TokenStoreError(
+                f"allow_plaintext must be True or False, got {type(allow_plaintext).__name__}"
+            )
         self._engine: Engine
         if isinstance(url, Engine):
             # The app's engine keeps its settings; the store's statements run
