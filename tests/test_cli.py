@@ -15,9 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect, text
 
-from test_cli_support import CliDb, _cli_backend, bare_db, cli_db, invoke  # noqa: F401
-from zoho_token_store import migrate
+from conftest import ENCRYPTION_KEY
+from test_cli_support import CliDb, _cli_backend, bare_db, cli_db, insert_rows, invoke  # noqa: F401
+from zoho_token_store import SchemaMissingError, migrate
+from zoho_token_store.admin import TokenTable
 from zoho_token_store.cli import main
 
 SCRIPT = Path(sys.executable).parent / "zoho-token-store"
@@ -163,6 +166,121 @@ def test_a_missing_table_is_reported_by_name(bare_db: CliDb, tmp_path: Path, com
     assert "create it with `zoho-token-store upgrade`" in result.stderr
     assert result.stderr.count("\n") == 1
     assert not (tmp_path / "o.csv").exists()
+
+
+# Another application's tables, as a wrong --table can name them: one shares
+# no column with a token table, the other shares id and user_name.
+FOREIGN_TABLES = {
+    "customers": (
+        "CREATE TABLE {table} (name varchar(50), email varchar(100))",
+        [{"name": "Ada", "email": "ada@example.com"}, {"name": "Bob", "email": "bob@example.com"}],
+    ),
+    "other_app": (
+        "CREATE TABLE {table} (id varchar(10) NOT NULL, user_name varchar(50), "
+        "secret varchar(50), PRIMARY KEY (id))",
+        [
+            {"id": "1", "user_name": "ada", "secret": "s1"},
+            {"id": "2", "user_name": "bob", "secret": "s2"},
+        ],
+    ),
+}
+
+
+def foreign_table(db: CliDb, shape: str) -> list[tuple[str, ...]]:
+    """Make ``db.table`` a table of another application; return its rows."""
+    ddl, rows = FOREIGN_TABLES[shape]
+    engine = db.engine()
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(ddl.format(table=db.table)))
+        insert_rows(engine, db.table, rows)
+    finally:
+        engine.dispose()
+    return rows_of(db)
+
+
+def rows_of(db: CliDb) -> list[tuple[str, ...]]:
+    engine = db.engine()
+    try:
+        with engine.connect() as conn:
+            result = conn.execute(text(f"SELECT * FROM {db.table}"))  # noqa: S608  # test names
+            return sorted(tuple(row) for row in result)
+    finally:
+        engine.dispose()
+
+
+def table_exists(db: CliDb) -> bool:
+    engine = db.engine()
+    try:
+        with engine.connect() as conn:
+            return inspect(conn).has_table(db.table)
+    finally:
+        engine.dispose()
+
+
+def where(db: CliDb) -> str:
+    engine = db.engine()
+    try:
+        return engine.url.render_as_string(hide_password=True)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("shape", sorted(FOREIGN_TABLES))
+@pytest.mark.parametrize(
+    "command",
+    [
+        "list",
+        "purge --all --yes",
+        "purge --all --dry-run",
+        "purge --expired-before 1s",
+        "delete 1",
+        "delete --user ada",
+        "import {tmp}/i.csv",
+        "encrypt",
+        "rotate-key",
+        "decrypt",
+    ],
+)
+def test_every_command_that_writes_refuses_another_applications_table_as_list_does(
+    bare_db: CliDb, tmp_path: Path, shape: str, command: str
+) -> None:
+    before = foreign_table(bare_db, shape)
+    (tmp_path / "i.csv").write_text("1,ada,c,s,1000.r,1000.a,,1,https://x,\n")
+    args = command.format(tmp=tmp_path).split()
+    result = invoke(
+        bare_db.url, bare_db.table, *args, env={"ZOHO_TOKEN_STORE_KEYS": ENCRYPTION_KEY}
+    )
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"zoho-token-store: {args[0]}: the table '{bare_db.table}' in {where(bare_db)} exists "
+        "but was not created by these migrations: check --table, or run "
+        "`zoho-token-store upgrade` to adopt a table of the SDK's DBStore\n"
+    )
+    assert rows_of(bare_db) == before
+
+
+@pytest.mark.parametrize("shape", sorted(FOREIGN_TABLES))
+def test_token_table_deletes_refuse_another_applications_table_without_a_check_first(
+    bare_db: CliDb, shape: str
+) -> None:
+    before = foreign_table(bare_db, shape)
+    refusal = (
+        f"the table '{bare_db.table}' in {where(bare_db)} exists but was not created by these "
+        "migrations: check --table, or run `zoho-token-store upgrade` to adopt a table of the "
+        "SDK's DBStore"
+    )
+    engine = bare_db.engine()
+    try:
+        with pytest.raises(SchemaMissingError) as by_id:
+            TokenTable(engine, bare_db.table).delete(["1", "2"])
+        with pytest.raises(SchemaMissingError) as every_row:
+            TokenTable(engine, bare_db.table).delete_all()
+    finally:
+        engine.dispose()
+    assert by_id.value.error_message == f"delete: {refusal}"
+    assert every_row.value.error_message == f"purge: {refusal}"
+    assert rows_of(bare_db) == before
 
 
 def test_a_table_behind_the_package_is_reported_with_its_revision(bare_db: CliDb) -> None:

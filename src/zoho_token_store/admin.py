@@ -48,11 +48,20 @@ class StoredToken:
 
 
 class TokenTable:
-    """Operator access to the token table ``table_name`` on ``engine``."""
+    """Operator access to the token table ``table_name`` on ``engine``.
+
+    Every read names all of the package's columns, so on a table that is not
+    a token table (a wrong ``--table``) it fails with ``SchemaMissingError``.
+    A DELETE names only ``id`` and ``expiry_time``, which another
+    application's table may well have: :meth:`delete` and :meth:`delete_all`
+    run :meth:`check` first, so such a table is refused before any row of it
+    is touched.
+    """
 
     def __init__(self, engine: Engine, table_name: str) -> None:
         self.engine = engine
         self.table = token_table(MetaData(), table_name)
+        self._checked = False
 
     def tokens(self, *, expired_before: int | None = None) -> tuple[list[StoredToken], int]:
         """Every token (or those expired before ``expired_before`` ms), and the database's now."""
@@ -89,7 +98,11 @@ class TokenTable:
         return self.run("delete", lambda conn: list(conn.execute(query).scalars()))
 
     def delete(self, ids: Sequence[str], *, expired_before: int | None = None) -> int:
-        """Delete the rows with these ids (and, if given, still expired before); return how many."""
+        """Delete the rows with these ids (and, if given, still expired before); return how many.
+
+        Raises ``SchemaMissingError``, deleting nothing, unless the table is a token table.
+        """
+        self.check("delete")
         table = self.table
 
         def work(conn: Connection) -> int:
@@ -104,9 +117,17 @@ class TokenTable:
         return self.run("delete", work)
 
     def check(self, operation: str) -> None:
-        """Raise ``SchemaMissingError`` unless the table exists with every column of the package."""
+        """Raise ``SchemaMissingError`` unless the table exists with every column of the package.
+
+        The message starts with ``operation``. Only the columns are checked, as
+        the store checks them before its deletes: a later revision keeps them
+        all. Once passed, later calls on this object cost nothing.
+        """
+        if self._checked:
+            return
         query = select(self.table).limit(0)
         self.run(operation, lambda conn: conn.execute(query).all())
+        self._checked = True
 
     def count(self) -> int:
         table = self.table
@@ -114,6 +135,8 @@ class TokenTable:
         return int(self.run("count", lambda conn: conn.execute(query).scalar_one()))
 
     def delete_all(self) -> int:
+        """Delete every row; return how many. Refuses a table that is not a token table."""
+        self.check("purge")
         table = self.table
         return int(self.run("purge", lambda conn: conn.execute(delete(table)).rowcount))
 
@@ -143,12 +166,19 @@ class TokenTable:
             revision = migrate.current(self.engine, table_name=name)
         except sa_exc.SQLAlchemyError:
             return
+        if revision is None:
+            # Another application's table, or one the SDK's DBStore made:
+            # upgrade adopts the latter, and refuses the former untouched.
+            raise SchemaMissingError(
+                f"{operation}: the table {name!r} in {where} exists but was not created by "
+                "these migrations: check --table, or run `zoho-token-store upgrade` to adopt "
+                "a table of the SDK's DBStore"
+            )
         head = migrate.head()
         if revision != head:
-            at = f"revision {revision}" if revision else "no recorded revision (a DBStore table?)"
             raise SchemaMissingError(
-                f"{operation}: the table {name!r} in {where} is at {at}, and this package "
-                f"needs {head}: run `zoho-token-store upgrade`"
+                f"{operation}: the table {name!r} in {where} is at revision {revision}, and "
+                f"this package needs {head}: run `zoho-token-store upgrade`"
             )
 
 

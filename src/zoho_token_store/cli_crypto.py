@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from zoho_token_store.admin import TokenTable
 from zoho_token_store.cli_common import err, examples, fail, out, settings
 from zoho_token_store.crypto import KEYS_ENV_VAR, Codec, Keyring, PlainCodec, codec_from
 from zoho_token_store.rekey import ResealReport, pending_rows, reseal
@@ -45,7 +46,7 @@ def encrypt(ctx: typer.Context, batch_size: BatchSize = 500) -> None:
     keeps working meanwhile, as long as its stores have the key.
     """
     keyring = _keyring()
-    _run(ctx, keyring, keyring, batch_size, verb="sealed")
+    _run(ctx, keyring, keyring, batch_size, command="encrypt", verb="sealed")
 
 
 def rotate_key(ctx: typer.Context, batch_size: BatchSize = 500) -> None:
@@ -54,7 +55,7 @@ def rotate_key(ctx: typer.Context, batch_size: BatchSize = 500) -> None:
     The other keys open what was sealed before. Resumable, like encrypt.
     """
     keyring = _keyring()
-    _run(ctx, keyring, keyring, batch_size, verb="re-sealed")
+    _run(ctx, keyring, keyring, batch_size, command="rotate-key", verb="re-sealed")
 
 
 def decrypt(ctx: typer.Context, batch_size: BatchSize = 500) -> None:
@@ -62,7 +63,7 @@ def decrypt(ctx: typer.Context, batch_size: BatchSize = 500) -> None:
 
     Needed before downgrading below revision 0003. Resumable, like encrypt.
     """
-    _run(ctx, _keyring(), PlainCodec(), batch_size, verb="decrypted")
+    _run(ctx, _keyring(), PlainCodec(), batch_size, command="decrypt", verb="decrypted")
 
 
 def _keyring() -> Keyring:
@@ -72,10 +73,24 @@ def _keyring() -> Keyring:
     return codec
 
 
-def _run(ctx: typer.Context, opener: Codec, sealer: Codec, batch_size: int, *, verb: str) -> None:
+def _run(
+    ctx: typer.Context,
+    opener: Codec,
+    sealer: Codec,
+    batch_size: int,
+    *,
+    command: str,
+    verb: str,
+) -> None:
+    """Re-seal every row from ``opener`` to ``sealer`` and print what was done.
+
+    A table that is not a token table is refused (``SchemaMissingError``,
+    named after ``command``) before any row is read or written.
+    """
     state = settings(ctx)
     store = state.store()
     try:
+        TokenTable(store.engine, state.table).check(command)
         with store.engine.connect() as conn:
             total = pending_rows(conn, store.table, sealer.key_id)
         progress = Progress(

@@ -118,6 +118,7 @@ def delete(
     state = settings(ctx)
     table = state.tokens()
     try:
+        table.check("delete")
         if id is not None:
             if not table.delete([id]):
                 fail(f"delete: no token with id {id!r} in table {state.table!r}")
@@ -170,6 +171,7 @@ def purge(
     state = settings(ctx)
     table = state.tokens()
     try:
+        table.check("purge")  # a count or a dry run on another table would mislead too
         if expired_before is not None and age is not None:
             _purge_expired(table, age, expired_before, dry_run)
         else:
