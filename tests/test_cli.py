@@ -88,6 +88,7 @@ def test_no_command_shows_the_help_as_a_usage_error() -> None:
         (["purge", "--expired-before", "a year"], "'a year' is not a duration"),
         (["import"], "give either a FILE or --from-dbstore URL"),
         (["downgrade"], "Missing argument"),
+        (["purge", "--expired-before", "999999999999999d"], "is out of range"),
     ],
 )
 def test_usage_errors_exit_2_with_the_reason(tmp_path: Path, args: list[str], message: str) -> None:

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from test_cli_support import CliDb, _cli_backend, cli_db, now_ms  # noqa: F401
+from test_cli_support import CliDb, _cli_backend, cli_db, invoke, now_ms  # noqa: F401
 from tokens import CLIENT_SECRET, full_token, make_token
 from zoho_token_store.masking import mask
 
@@ -226,6 +226,38 @@ def test_purge_expired_before(cli_db: CliDb, age: str, gone: set[str]) -> None:
         assert result.stdout.startswith("No tokens expired before ")
     # The grant-only token has no expiry, and is never purged by age.
     assert remaining(cli_db) == set(ids.values()) - {ids[user] for user in gone}
+
+
+@pytest.mark.parametrize(
+    "age",
+    ["999999999999999d", "36501d", "5215w", pytest.param("1" + "0" * 5000 + "s", id="5001-digits")],
+)
+def test_purge_refuses_a_duration_over_100_years_as_a_usage_error_and_deletes_nothing(
+    cli_db: CliDb, age: str
+) -> None:
+    ids = fill(cli_db)
+    result = cli_db.invoke("purge", "--expired-before", age)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for '--expired-before': '{age}' is out of range: "
+        "the longest is 100 years (36500d)"
+    )
+    assert remaining(cli_db) == set(ids.values())
+
+
+def test_purge_accepts_exactly_100_years(cli_db: CliDb) -> None:
+    ids = fill(cli_db)
+    result = cli_db.invoke("purge", "--expired-before", "36500d")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.startswith("No tokens expired before 19")
+    assert result.stdout.endswith(" (36500d ago).\n")
+    assert remaining(cli_db) == set(ids.values())
+
+
+def test_purge_help_states_the_longest_duration() -> None:
+    result = invoke(None, None, "purge", "--help")
+    assert result.exit_code == 0
+    assert "2w, up to 100 years (36500d)." in " ".join(result.stdout.split())
 
 
 def test_purge_all_asks_first(cli_db: CliDb) -> None:

@@ -36,6 +36,7 @@ from zoho_token_store.refresh import RefreshPolicy
 from zoho_token_store.store import SQLAlchemyTokenStore
 
 __all__ = [
+    "MAX_DURATION_TEXT",
     "PROG",
     "CommandFailed",
     "ErrorHandlingGroup",
@@ -56,6 +57,12 @@ _PIPE_WIDTH = 250
 _DURATION = re.compile(r"([0-9]+)\s*(s|sec|m|min|h|d|w)", re.IGNORECASE)
 _UNIT_MS = {"s": 1_000, "sec": 1_000, "m": 60_000, "min": 60_000, "h": 3_600_000}
 _UNIT_MS.update(d=86_400_000, w=7 * 86_400_000)
+# Longer than any token lives, and short enough that now minus it stays a
+# valid time and a BIGINT on every backend (a huge one overflowed differently
+# on each: an error, a database error, a negative time).
+_MAX_DURATION_DAYS = 100 * 365
+MAX_DURATION_TEXT = f"100 years ({_MAX_DURATION_DAYS}d)"
+_MAX_DURATION_MS = _MAX_DURATION_DAYS * _UNIT_MS["d"]
 
 
 class CommandFailed(Exception):
@@ -217,13 +224,27 @@ def describe(exc: Exception) -> str:
 
 
 def parse_duration(text: str) -> int:
-    """``30d``, ``12h``, ``45min``, ``90s``, ``2w`` in milliseconds; raises ``BadParameter``."""
+    """``30d``, ``12h``, ``45min``, ``90s``, ``2w`` in milliseconds; raises ``BadParameter``.
+
+    At most :data:`MAX_DURATION_TEXT`; a longer duration is a usage error too.
+    """
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise typer.BadParameter(
             f"{text!r} is not a duration: use a number and a unit, such as 90s, 45min, 12h, 30d, 2w"
         )
-    return int(match.group(1)) * _UNIT_MS[match.group(2).lower()]
+    digits = match.group(1).lstrip("0") or "0"
+    # Checked by length first: int() refuses strings of over 4300 digits.
+    if len(digits) > len(str(_MAX_DURATION_MS)):
+        raise _out_of_range(text)
+    duration = int(digits) * _UNIT_MS[match.group(2).lower()]
+    if duration > _MAX_DURATION_MS:
+        raise _out_of_range(text)
+    return duration
+
+
+def _out_of_range(text: str) -> typer.BadParameter:
+    return typer.BadParameter(f"{text!r} is out of range: the longest is {MAX_DURATION_TEXT}")
 
 
 def local_time(epoch_ms: int | None, *, seconds: bool = True) -> str:

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from zoho_token_store.admin import StoredToken, TokenTable
 from zoho_token_store.cli_common import (
+    MAX_DURATION_TEXT,
     examples,
     expiry_text,
     fail,
@@ -141,8 +142,8 @@ def purge(
         typer.Option(
             "--expired-before",
             metavar="DURATION",
-            help="Delete tokens whose access token expired longer ago than DURATION "
-            "(90s, 45min, 12h, 30d, 2w).",
+            help="Delete tokens whose access token expired longer ago than DURATION: "
+            f"90s, 45min, 12h, 30d, 2w, up to {MAX_DURATION_TEXT}.",
         ),
     ] = None,
     all_tokens: Annotated[
