@@ -372,6 +372,42 @@ def test_export_then_import_into_another_table_round_trips(cli_db: CliDb, tmp_pa
     assert stored(cli_db) == before
 
 
+def test_tokens_as_large_as_the_store_accepts_round_trip_through_export_and_import(
+    cli_db: CliDb, tmp_path: Path
+) -> None:
+    limit = 1024 * 1024  # characters in one secret: the store's own limit
+    huge = make_token(
+        user="ada@example.com",
+        client_id=CLIENT_ID,
+        client_secret="s" * limit,
+        refresh="1000." + "r" * (limit - 5),
+        access="1000." + "a" * (limit - 5),
+        grant="1000." + "g" * (limit - 5),
+        expires=str(now_ms() + HOUR),
+        redirect_url="https://app.example.com/oauth/callback",
+    )
+    store = cli_db.store()
+    try:
+        store.save_token(huge)
+    finally:
+        store.close()
+    before = stored(cli_db)
+    path = tmp_path / "tokens.csv"
+    assert cli_db.invoke("export", "--include-secrets", str(path)).exit_code == 0
+    assert cli_db.invoke("purge", "--all", "--yes").exit_code == 0
+    limit_before = csv.field_size_limit()
+
+    result = cli_db.invoke("import", str(path))
+
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == (
+        f"Imported {path} into '{cli_db.table}': 1 new, 0 updated, 0 unchanged, "
+        "0 skipped, 0 duplicate(s) merged.\n"
+    )
+    assert stored(cli_db) == before
+    assert csv.field_size_limit() == limit_before  # the process-wide limit is put back
+
+
 def test_export_refuses_to_replace_a_file_without_force(cli_db: CliDb, tmp_path: Path) -> None:
     fill(cli_db)
     path = tmp_path / "tokens.csv"

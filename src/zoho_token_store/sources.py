@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from zoho_token_store.errors import TokenStoreError, wrap_database_error
 from zoho_token_store.records import FIELDS, Record
 
 __all__ = [
+    "FIELD_SIZE_LIMIT",
     "FILESTORE_HEADER",
     "Problem",
     "SourceRows",
@@ -30,6 +33,10 @@ __all__ = [
 
 # FileStore's header (zohocrmsdk Constants): redirect_url is "redirect_uri" there.
 FILESTORE_HEADER = [*FIELDS[:8], "redirect_uri", FIELDS[9]]
+# The longest value the store accepts: a secret of 1 MiB characters (see the
+# limits in mapping.py). The csv module's own limit is 128 KiB, which would
+# skip a token that export wrote and the store holds.
+FIELD_SIZE_LIMIT = 1024 * 1024
 _SOURCE_TABLE = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
@@ -59,12 +66,38 @@ class SourceRows:
 
 
 def read_filestore_csv(path: Path) -> SourceRows:
-    """The rows of a FileStore CSV file, 10-column or older 9-column, header or not."""
+    """The rows of a FileStore CSV file, 10-column or older 9-column, header or not.
+
+    A field may be as long as the store accepts (:data:`FIELD_SIZE_LIMIT`);
+    a longer one makes its line malformed.
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise TransferError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    rows = SourceRows(description=str(path))
+    with _csv_field_size_limit(FIELD_SIZE_LIMIT):
+        return _filestore_rows(str(path), data)
+
+
+@contextmanager
+def _csv_field_size_limit(limit: int) -> Iterator[None]:
+    """Let the csv module read fields of up to ``limit`` characters inside the block.
+
+    ``csv.field_size_limit`` is one setting for the whole process, so the
+    previous value is put back on the way out; and it is never lowered, so
+    code elsewhere that raised it further keeps what it relies on.
+    """
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, limit))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _filestore_rows(description: str, data: bytes) -> SourceRows:
+    """Each line of ``data`` read on its own: a malformed line costs only itself."""
+    rows = SourceRows(description=description)
     header_seen = False
     for number, raw in enumerate(data.split(b"\n"), start=1):
         where = f"line {number}"
