@@ -222,7 +222,7 @@ def test_an_id_taken_by_another_token_gets_a_new_one(cli_db: CliDb, tmp_path: Pa
     result = cli_db.invoke("import", str(path))
     assert result.exit_code == 0
     assert (
-        "  note line 2: id '1' belongs to another stored token: saved as new"
+        "  note line 2: its id belongs to another stored token: saved with a new id"
         in result.stdout.splitlines()
     )
     assert set(stored(cli_db)) == {"ada@example.com", "zoe@example.com"}
@@ -233,9 +233,26 @@ def test_an_unreadable_expiry_imports_the_token_without_one(cli_db: CliDb, tmp_p
     result = cli_db.invoke("import", str(path))
     assert result.exit_code == 0
     assert (
-        "  note line 2: expiry_time 'soon' is not epoch milliseconds: imported without an expiry"
+        "  note line 2: expiry_time is not epoch milliseconds: imported without an expiry"
         in result.stdout.splitlines()
     )
+    assert stored(cli_db)["ada@example.com"]["expires_in"] is None
+
+
+def test_a_token_shifted_into_another_field_is_never_echoed(cli_db: CliDb, tmp_path: Path) -> None:
+    # Two empty fields too many before the access token push it into expiry_time.
+    access = "1000.ACCESSSECRETINEXPIRY0123456789abcdef0123456789"
+    refresh = full_token("ada@example.com").get_refresh_token()
+    cells = ["1", "ada@example.com", CLIENT_ID, CLIENT_SECRET, refresh, "", "", access, "", ""]
+    path = write(tmp_path / "shifted.csv", HEADER_10, ",".join(cells))
+    result = cli_db.invoke("import", str(path))
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[1:] == [
+        "  note line 2: expiry_time is not epoch milliseconds: imported without an expiry"
+    ]
+    for secret in (access, refresh, CLIENT_SECRET):
+        for start in range(len(secret) - 7):
+            assert secret[start : start + 8] not in result.output
     assert stored(cli_db)["ada@example.com"]["expires_in"] is None
 
 

@@ -72,12 +72,9 @@ def import_records(
 def _import_one(store: SQLAlchemyTokenStore, record: Record, report: ImportReport) -> None:
     where = record.where
     if record.bad_expiry:
+        # The value is not shown: in a file with shifted columns it can be a token.
         report.notes.append(
-            Problem(
-                where,
-                f"expiry_time {(record.expiry_time or '')[:24]!r} is not epoch milliseconds: "
-                "imported without an expiry",
-            )
+            Problem(where, "expiry_time is not epoch milliseconds: imported without an expiry")
         )
     token = _token(record)
     try:
@@ -104,7 +101,7 @@ def _import_one(store: SQLAlchemyTokenStore, record: Record, report: ImportRepor
         if taken:
             token.set_id(None)
             report.notes.append(
-                Problem(where, f"id {record.id!r} belongs to another stored token: saved as new")
+                Problem(where, "its id belongs to another stored token: saved with a new id")
             )
         _save(store, token, where, report, report.new)
         return
