@@ -88,6 +88,8 @@ def test_no_command_shows_the_help_as_a_usage_error() -> None:
         (["purge", "--expired-before", "a year"], "'a year' is not a duration"),
         (["import"], "give either a FILE or --from-dbstore URL"),
         (["downgrade"], "Missing argument"),
+        (["upgrade", "9999"], f"unknown revision '9999'; the head is {migrate.head()}"),
+        (["downgrade", "9999"], f"unknown revision '9999'; the head is {migrate.head()}"),
         (["purge", "--expired-before", "999999999999999d"], "is out of range"),
     ],
 )
@@ -118,6 +120,27 @@ def test_an_unreachable_database_fails_with_one_line() -> None:
     assert result.stderr.startswith("zoho-token-store: list failed: OperationalError: ")
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+
+
+def unreachable_url(name: str, tmp_path: Path) -> str:
+    """A URL of backend ``name`` that cannot be opened (for SQLite, a directory)."""
+    return {
+        "sqlite": f"sqlite:///{tmp_path}",
+        "postgresql": "postgresql://postgres@127.0.0.1:1/test",
+        "mariadb": "mariadb://root@127.0.0.1:1/test",
+    }[name]
+
+
+@pytest.mark.parametrize("command", ["upgrade", "downgrade base", "current"])
+@pytest.mark.parametrize("name", ["sqlite", "postgresql", "mariadb"])
+def test_a_migration_command_that_cannot_reach_the_database_names_itself(
+    tmp_path: Path, name: str, command: str
+) -> None:
+    result = invoke(unreachable_url(name, tmp_path), None, *command.split())
+    assert (result.exit_code, result.stdout) == (1, "")
+    verb = command.split()[0]
+    assert result.stderr.startswith(f"zoho-token-store: {verb} failed: OperationalError: ")
+    assert result.stderr.count("\n") == 1
 
 
 def test_debug_adds_the_traceback() -> None:
@@ -323,10 +346,37 @@ def test_upgrade_current_downgrade_and_history(bare_db: CliDb) -> None:
     assert migrate.current(bare_db.url, table_name=bare_db.table) is None
 
 
-def test_an_unknown_revision_fails_with_alembics_message(bare_db: CliDb) -> None:
-    result = bare_db.invoke("upgrade", "nosuchrev")
-    assert result.exit_code == 1
-    assert result.stderr == ("zoho-token-store: Can't locate revision identified by 'nosuchrev'\n")
+@pytest.mark.parametrize(
+    "args", [["upgrade", "9999"], ["upgrade", "nosuch+1"], ["downgrade", "9999"]]
+)
+def test_an_unknown_revision_is_a_usage_error_naming_it_and_the_head(
+    bare_db: CliDb, args: list[str]
+) -> None:
+    result = bare_db.invoke(*args)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for 'REVISION': unknown revision '{args[1]}'; the head is "
+        f"{migrate.head()} (`zoho-token-store history` lists them all)"
+    )
+    assert migrate.current(bare_db.url, table_name=bare_db.table) is None
+    assert not table_exists(bare_db)
+
+
+def test_a_table_at_a_revision_the_package_lacks_still_fails_with_exit_1(bare_db: CliDb) -> None:
+    # A newer version of the package recorded 0005: the database is the
+    # problem, not the revision asked for.
+    migrate.upgrade(bare_db.url, table_name=bare_db.table)
+    engine = bare_db.engine()
+    try:
+        with engine.begin() as conn:
+            version_table = migrate.version_table_name(bare_db.table)
+            conn.execute(text(f"UPDATE {version_table} SET version_num = '0005'"))  # noqa: S608
+    finally:
+        engine.dispose()
+    for args in (["upgrade"], ["downgrade", "0001"]):
+        result = bare_db.invoke(*args)
+        assert (result.exit_code, result.stdout) == (1, "")
+        assert result.stderr == "zoho-token-store: Can't locate revision identified by '0005'\n"
 
 
 # The console script itself ----------------------------------------------------------------------

@@ -6,12 +6,17 @@ doctor in cli_doctor.py. cli.py holds the console script's entry point.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 
 from zoho_token_store import adopt, cli_crypto, cli_doctor, cli_tokens, cli_transfer, migrate
 from zoho_token_store.cli_common import (
@@ -66,6 +71,51 @@ def _check_table(value: str) -> str:
         raise typer.BadParameter(str(exc)) from None
 
 
+# Alembic's relative targets (+1, -2, 0002+1, branch@head-1) only resolve
+# against the revision the database is at: they are checked when they run.
+_RELATIVE = re.compile(r"(?:.+@)?\w*[+-][0-9]+")
+
+
+def _scripts() -> ScriptDirectory:
+    config = Config()
+    config.set_main_option("script_location", str(migrate.migrations_path()))
+    return ScriptDirectory.from_config(config)
+
+
+def _unknown_revision(revision: str) -> typer.BadParameter:
+    return typer.BadParameter(
+        f"unknown revision {revision!r}; the head is {migrate.head()} "
+        f"(`{PROG} history` lists them all)",
+        param_hint="'REVISION'",
+    )
+
+
+def _check_revision(value: str) -> str:
+    """Refuse a revision the packaged migrations lack, before the database is touched."""
+    if not value.strip():
+        raise _unknown_revision(value)
+    if not _RELATIVE.fullmatch(value):
+        with _revision_resolved(value):
+            _scripts().get_revisions(value)
+    return value
+
+
+@contextmanager
+def _revision_resolved(revision: str) -> Iterator[None]:
+    """Turn Alembic's "can't locate revision" for ``revision`` into a usage error.
+
+    Only for ``revision`` itself: a database at a revision this package does
+    not know (one a newer version wrote) fails as it is, with exit code 1.
+    """
+    try:
+        yield
+    except CommandError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ResolutionError) and str(cause.argument) in revision:
+            raise _unknown_revision(revision) from None
+        raise
+
+
 @app.callback()
 def options(
     ctx: typer.Context,
@@ -102,7 +152,10 @@ def options(
 )
 def upgrade(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    revision: Annotated[
+        str,
+        typer.Argument(help="Target revision.", callback=_check_revision),
+    ] = "head",
 ) -> None:
     """Create the token table, or upgrade it to REVISION (default: the latest).
 
@@ -113,7 +166,8 @@ def upgrade(
     engine = state.engine(create=True)
     try:
         config = migrate.alembic_config(engine, table_name=state.table)
-        command.upgrade(config, revision)
+        with _revision_resolved(revision):
+            command.upgrade(config, revision)
         report = config.attributes.get(adopt.REPORT_KEY)
         if isinstance(report, adopt.AdoptionReport):
             out().print(report.summary(), markup=False)
@@ -130,13 +184,17 @@ def upgrade(
 @app.command(epilog=examples("downgrade 0001", "--table crm_tokens downgrade base"))
 def downgrade(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Target revision; base drops the table.")],
+    revision: Annotated[
+        str,
+        typer.Argument(help="Target revision; base drops the table.", callback=_check_revision),
+    ],
 ) -> None:
     """Downgrade the token table to REVISION; `base` drops the table and every token in it."""
     state = settings(ctx)
     engine = state.engine()
     try:
-        migrate.downgrade(engine, revision, table_name=state.table)
+        with _revision_resolved(revision):
+            migrate.downgrade(engine, revision, table_name=state.table)
         out().print(
             f"{state.table}: at revision {migrate.current(engine, table_name=state.table)}",
             markup=False,
@@ -162,9 +220,7 @@ def current(ctx: typer.Context) -> None:
 @app.command(epilog=examples("history"))
 def history() -> None:
     """List the packaged migrations, newest first. Needs no database."""
-    config = Config()
-    config.set_main_option("script_location", str(migrate.migrations_path()))
-    for script in ScriptDirectory.from_config(config).walk_revisions():
+    for script in _scripts().walk_revisions():
         line = script.cmd_format(
             verbose=False, include_branches=True, include_doc=True, include_parents=True
         )

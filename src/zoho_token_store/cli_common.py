@@ -199,19 +199,22 @@ class ErrorHandlingGroup(TyperGroup):
             raise
         except Exception as exc:
             debug = isinstance(ctx.obj, Settings) and ctx.obj.debug
-            message = describe(exc)
+            message = describe(exc, ctx.invoked_subcommand or "command")
             if debug:
                 traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
             err().print(f"{PROG}: {message}", markup=False)
             raise typer.Exit(1) from None
 
 
-def describe(exc: Exception) -> str:
-    """One line for a failure, with no secret: only messages this package controls."""
+def describe(exc: Exception, command: str = "command") -> str:
+    """One line for a failure, with no secret: only messages this package controls.
+
+    A database error that nothing else labelled is labelled ``<command> failed: ...``.
+    """
     if isinstance(exc, TokenStoreError):
         return str(exc.error_message)
     if isinstance(exc, sa_exc.SQLAlchemyError):
-        return str(wrap_database_error("command", exc).error_message)
+        return str(wrap_database_error(command, exc).error_message)
     if isinstance(exc, (CommandFailed, CommandError)):
         return str(exc)
     if isinstance(exc, OSError):
