@@ -36,6 +36,9 @@ COMMANDS = [
     "import",
     "export",
     "doctor",
+    "encrypt",
+    "rotate-key",
+    "decrypt",
 ]
 
 
