@@ -354,6 +354,42 @@ def test_a_save_whose_row_another_worker_deletes_meanwhile_succeeds(
     ]
 
 
+def test_a_save_whose_row_is_recreated_under_its_id_meanwhile_updates_it(
+    shared_backend: Backend, shared_store: SQLAlchemyTokenStore
+) -> None:
+    # The save carries its row's id. Just before its UPDATE by user name,
+    # another worker deletes the row; just before its UPDATE by id (the
+    # fallback), a third worker that held the same id saves the user again,
+    # re-creating the row under that id. The row is this user's: the save
+    # updates it, and is not refused as a save into another user's row.
+    user = CHURN_USERS[0]
+    shared_store.save_token(full_token(user, SEED_TAG, "row-x"))
+    other = SQLAlchemyTokenStore(shared_backend.url, table_name=shared_backend.table_name)
+    steps: list[str] = []
+
+    def race(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        verb, where = statement.split(None, 1)[0].upper(), statement.rsplit("WHERE", 1)[-1]
+        if verb == "UPDATE" and "user_name" in where.split("OR")[0] and not steps:
+            steps.append("deleted")
+            other.delete_tokens()
+        elif verb == "UPDATE" and steps == ["deleted"]:
+            steps.append("re-created")
+            other.save_token(full_token(user, "p7t0n0", "row-x"))
+
+    event.listen(shared_store.engine, "before_cursor_execute", race)
+    try:
+        shared_store.save_token(refreshed_token(user, "p1t1n1", "row-x"))
+    finally:
+        event.remove(shared_store.engine, "before_cursor_execute", race)
+        other.close()
+
+    assert steps == ["deleted", "re-created"]
+    rows = [as_dict(t) for t in shared_store.get_tokens()]
+    assert [(r["id"], r["user_name"], r["access_token"], r["refresh_token"]) for r in rows] == [
+        ("row-x", user, f"1000.access.{user}.p1t1n1", f"1000.refresh.{user}.p7t0n0")
+    ]
+
+
 def save_losing_the_insert_race(
     backend: Backend, store: SQLAlchemyTokenStore, losses: int
 ) -> tuple[list[str], Exception | None]:

@@ -135,7 +135,7 @@ class Statements:
             # longer finds: a user name learnt since the row was saved. Only a
             # row without a user name takes one; another user's row stays theirs.
             row_id = self._update(
-                conn, LookupKey("id", token_id), values, token_id, unnamed="user_name" in values
+                conn, LookupKey("id", token_id), values, token_id, user=values.get("user_name")
             )
             if row_id is not None:
                 return row_id
@@ -151,7 +151,7 @@ class Statements:
         target: LookupKey,
         values: dict[str, Any],
         token_id: str | None,
-        unnamed: bool = False,
+        user: str | None = None,
     ) -> str | None:
         """Update the row ``target`` names; return its id, or ``None`` if there is none.
 
@@ -159,12 +159,14 @@ class Statements:
         caller only needs an id to give a token that lacks one. A store with
         keys never writes into a row sealed by a key it lacks: that would
         leave the row unreadable to the stores that hold the row's key. With
-        ``unnamed``, only a row without a user name is updated, and a row of
-        another user is refused with :class:`InvalidTokenError`.
+        ``user``, only a row without a user name (or with that one) is
+        updated, and a row of another user is refused with
+        :class:`InvalidTokenError`.
         """
         table = self.table
         matches = table.c[target.column] == target.value
-        only_unnamed = (table.c.user_name.is_(None),) if unnamed else ()
+        name = table.c.user_name
+        only_unnamed = (or_(name.is_(None), name == user),) if user is not None else ()
         statement = (
             update(table)
             .where(matches, *only_unnamed, *self._writable())
@@ -183,9 +185,9 @@ class Statements:
                 row_id = conn.execute(select(table.c.id).where(matches)).scalar_one_or_none()
         else:
             row_id = None
-        if row_id is None and unnamed:
+        if row_id is None and user is not None:
             owner = conn.execute(select(table.c.user_name).where(matches)).first()
-            if owner is not None and owner[0] is not None:
+            if owner is not None and owner[0] not in (None, user):
                 raise InvalidTokenError(
                     f"save_token: id {target.value!r} is the row of another user, and a row "
                     "keeps its user: save this user's token without that id"
