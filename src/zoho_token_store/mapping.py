@@ -19,6 +19,7 @@ from zoho_token_store.errors import InvalidTokenError
 from zoho_token_store.masking import mask
 
 __all__ = [
+    "MAX_TOKEN_CHARS",
     "SECRET_COLUMNS",
     "LookupKey",
     "TokenFields",
@@ -33,7 +34,7 @@ __all__ = [
 # truncated by one backend and refused by another.
 _MAX_SHORT = 255
 _MAX_ID = 64
-_MAX_TOKEN = 1024 * 1024
+MAX_TOKEN_CHARS = 1024 * 1024  # a secret's longest, in characters
 # A URL, kept within what MySQL's TEXT column holds (64 KiB) in any encoding.
 _MAX_URL = 8192
 # An expires_in longer than this is not quoted in an error (epoch ms have 13 digits).
@@ -49,7 +50,11 @@ _MAX_TOTAL_BYTES = 6 * 1024 * 1024
 _EXPIRY = re.compile(r"0|[1-9][0-9]{0,17}")
 
 SECRET_COLUMNS = frozenset({"client_secret", "refresh_token", "access_token", "grant_token"})
-_LIMITS = {"id": _MAX_ID, "redirect_url": _MAX_URL, **dict.fromkeys(SECRET_COLUMNS, _MAX_TOKEN)}
+_LIMITS = {
+    "id": _MAX_ID,
+    "redirect_url": _MAX_URL,
+    **dict.fromkeys(SECRET_COLUMNS, MAX_TOKEN_CHARS),
+}
 
 
 # The digest of a value in a table without encryption keys.

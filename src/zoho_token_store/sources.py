@@ -19,6 +19,7 @@ from sqlalchemy import exc as sa_exc
 
 from zoho_token_store.engine import make_engine, resolve_url
 from zoho_token_store.errors import TokenStoreError, wrap_database_error
+from zoho_token_store.mapping import MAX_TOKEN_CHARS
 from zoho_token_store.records import FIELDS, Record
 
 __all__ = [
@@ -33,10 +34,9 @@ __all__ = [
 
 # FileStore's header (zohocrmsdk Constants): redirect_url is "redirect_uri" there.
 FILESTORE_HEADER = [*FIELDS[:8], "redirect_uri", FIELDS[9]]
-# The longest value the store accepts: a secret of 1 MiB characters (see the
-# limits in mapping.py). The csv module's own limit is 128 KiB, which would
-# skip a token that export wrote and the store holds.
-FIELD_SIZE_LIMIT = 1024 * 1024
+# The longest value the store accepts (a secret). The csv module's own limit
+# is 128 KiB, which would skip a token that export wrote and the store holds.
+FIELD_SIZE_LIMIT = MAX_TOKEN_CHARS
 _SOURCE_TABLE = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
