@@ -38,7 +38,7 @@ T = TypeVar("T")
 
 # Attempts in all after lost connections, and after races lost to other workers.
 ATTEMPTS = 2
-RACE_ATTEMPTS = 5
+RACE_ATTEMPTS = 10
 # The longest pause before the next attempt after a lost race, in seconds,
 # times the attempt's number: random, so that two workers that collided do
 # not collide again in step.
