@@ -95,15 +95,12 @@ def _table_rows(stdout: str) -> list[tuple[str, str]]:
     return rows
 
 
-@pytest.mark.parametrize("backend", SELECTED)
-def test_quick_benchmark_runs(backend: str, tmp_path: Path) -> None:
-    _require(backend)
-    out = tmp_path / "bench.json"
+def _run_bench(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["ZTS_BENCH_POSTGRES_URL"] = SERVER_URLS["postgresql"]
     env["ZTS_BENCH_MYSQL_URL"] = SERVER_URLS["mariadb"]
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--backends", backend, "--json", str(out)],
+    return subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", *args, "--json", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -111,6 +108,13 @@ def test_quick_benchmark_runs(backend: str, tmp_path: Path) -> None:
         timeout=120,
         check=False,
     )
+
+
+@pytest.mark.parametrize("backend", SELECTED)
+def test_quick_benchmark_runs(backend: str, tmp_path: Path) -> None:
+    _require(backend)
+    out = tmp_path / "bench.json"
+    completed = _run_bench("--backends", backend, out=out)
     assert completed.returncode == 0, completed.stderr[-3000:]
 
     expected = {(label, name) for label in OPERATIONS.values() for name in CONTENDERS[backend]}
@@ -145,30 +149,14 @@ def test_quick_benchmark_through_the_delaying_proxy(tmp_path: Path) -> None:
         pytest.skip("ZTS_BACKENDS leaves out postgresql")
     _require("postgresql")
     out = tmp_path / "bench.json"
-    env = dict(os.environ)
-    env["ZTS_BENCH_POSTGRES_URL"] = SERVER_URLS["postgresql"]
-    env["ZTS_BENCH_MYSQL_URL"] = SERVER_URLS["mariadb"]
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--quick",
-            "--proxy-delay-ms",
-            "1",
-            "--backends",
-            "postgresql",
-            "--operations",
-            "find_user,save_update",
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    completed = _run_bench(
+        "--proxy-delay-ms",
+        "1",
+        "--backends",
+        "postgresql",
+        "--operations",
+        "find_user,save_update",
+        out=out,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "servers behind a proxy adding 1 ms per chunk" in completed.stdout
@@ -179,21 +167,6 @@ def test_quick_benchmark_through_the_delaying_proxy(tmp_path: Path) -> None:
         assert trips >= 1
         # Each round trip waits at least 1 ms each way.
         assert r["median_ns"] >= trips * 2_000_000, r
-
-
-def _run_bench(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["ZTS_BENCH_POSTGRES_URL"] = SERVER_URLS["postgresql"]
-    env["ZTS_BENCH_MYSQL_URL"] = SERVER_URLS["mariadb"]
-    return subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", *args, "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("backend", [name for name in SELECTED if name != "file"])
