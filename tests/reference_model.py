@@ -43,7 +43,6 @@ from typing import Optional
 
 __all__ = [
     "FIELDS",
-    "KNOWN_BUGS",
     "ModelError",
     "ReferenceStore",
     "Row",
@@ -65,12 +64,6 @@ FIELDS = (
 )
 
 Row = dict[str, Optional[str]]
-
-# Where today's store departs from its docstrings, and the test that states
-# the documented behaviour (strict xfail until the bug is fixed). The model
-# follows the store here only so that the state machine keeps exploring
-# everything else; delete an entry together with its fix.
-KNOWN_BUGS: frozenset[str] = frozenset()
 
 
 def carried(value: object) -> bool:
@@ -107,7 +100,6 @@ class ModelError:
 class ReferenceStore:
     """The documented behaviour of one token table, in memory."""
 
-    known_bugs: frozenset[str] = frozenset(KNOWN_BUGS)
     rows: dict[str, Row] = field(default_factory=dict)  # by id, oldest first
 
     # The six operations ------------------------------------------------------------

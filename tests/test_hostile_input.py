@@ -15,10 +15,6 @@ test_errors_and_secrets.py covers the single-field refusals (types, NUL, the
 length limits); this corpus combines SQL metacharacters, control characters,
 long and four-byte values, look-alike user names and ids, falsy and
 foreign objects, and table names.
-
-Cases marked ``xfail`` on a backend are bugs reported with the test that
-states the correct behaviour (strict: fixing the bug makes them fail until
-the mark is removed).
 """
 
 from __future__ import annotations
@@ -95,11 +91,6 @@ def repeat(unit: str, length: int) -> str:
     return (unit * (length // len(unit) + 1))[:length]
 
 
-def xfail_on(request: pytest.FixtureRequest, backend: Backend, bugs: dict[str, str]) -> None:
-    if backend.name in bugs:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=bugs[backend.name]))
-
-
 def snapshot(store: SQLAlchemyTokenStore) -> list[tuple[Any, ...]]:
     """Every column of every row, ordered: the table byte for byte."""
     table = store.table
@@ -131,7 +122,6 @@ class Stored:
     name: str
     token: Row
     build: Callable[[Row], OAuthToken] = to_sdk
-    bugs: dict[str, str] = field(default_factory=dict)
     # Columns whose raw stored form differs from the value (crypto.ESCAPE).
     raw: dict[str, str] = field(default_factory=dict)
 
@@ -294,10 +284,8 @@ def assert_raw_row_is(
 def test_a_hostile_value_is_stored_and_returned_exactly(
     seeded: SQLAlchemyTokenStore,
     backend: Backend,
-    request: pytest.FixtureRequest,
     case: Stored,
 ) -> None:
-    xfail_on(request, backend, case.bugs)
     held = case.build(case.token)
 
     seeded.save_token(held)
@@ -355,7 +343,6 @@ def test_look_alike_user_names_are_two_users_with_their_own_tokens(
 class FindsNothing:
     name: str
     call: Callable[[SQLAlchemyTokenStore], object]
-    bugs: dict[str, str] = field(default_factory=dict)
 
 
 def find(**fields: Any) -> Callable[[SQLAlchemyTokenStore], object]:
@@ -385,11 +372,8 @@ FINDS_NOTHING = [
 @pytest.mark.parametrize("case", FINDS_NOTHING, ids=[c.name for c in FINDS_NOTHING])
 def test_a_hostile_lookup_finds_nothing_and_changes_nothing(
     seeded: SQLAlchemyTokenStore,
-    backend: Backend,
-    request: pytest.FixtureRequest,
     case: FindsNothing,
 ) -> None:
-    xfail_on(request, backend, case.bugs)
     before = snapshot(seeded)
 
     assert case.call(seeded) is None
@@ -414,7 +398,6 @@ class Refused:
     name: str
     call: Callable[[SQLAlchemyTokenStore], object]
     message: str
-    bugs: dict[str, str] = field(default_factory=dict)
 
 
 def save(**fields: Any) -> Callable[[SQLAlchemyTokenStore], object]:
@@ -602,11 +585,8 @@ REFUSED = [
 @pytest.mark.parametrize("case", REFUSED, ids=[c.name for c in REFUSED])
 def test_a_hostile_call_is_refused_with_a_clear_error_and_changes_nothing(
     seeded: SQLAlchemyTokenStore,
-    backend: Backend,
-    request: pytest.FixtureRequest,
     case: Refused,
 ) -> None:
-    xfail_on(request, backend, case.bugs)
     before = snapshot(seeded)
 
     with pytest.raises(TokenStoreError) as info:

@@ -12,9 +12,8 @@ Each backend runs twice: with a plaintext table, and encrypted at rest
 (crypto.py), which must not change anything the SDK sees. Refresh
 coordination is off in the store under test (test_refresh_lease.py and
 test_refresh_coordination.py cover it) and expiries are far in the future or
-absent. Where today's store departs from its docstrings, the model follows it
-only as listed in ``reference_model.KNOWN_BUGS``, and a test at the end of
-this file states the documented behaviour.
+absent. Tests at the end of this file state, one by one, behaviours the
+state machine once found the store departing from.
 
 CI runs ``MAX_EXAMPLES`` examples of up to ``STEPS`` steps per backend and
 variant; ``ZTS_LONG=1`` raises both (see ``make reliability``).
