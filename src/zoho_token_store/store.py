@@ -119,9 +119,11 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         self._refresh = refresh if refresh is not None else RefreshPolicy()
         self._codec = codec_from(encryption_keys)
         self._statements = Statements(self._table, self._codec)
-        # A keyless store refuses to write into a table that holds encrypted
-        # rows (checked once, at its first save), unless told it may.
+        # Checked once, at the first save: the table holds no rows sealed with
+        # keys this store lacks (any key, for a keyless store, unless it may
+        # write plaintext anyway). See _refuse_a_table_sealed_with_other_keys.
         self._keys_checked = allow_plaintext and self._codec.key_id is None
+        # Checked once, before the first delete: the table is this store's.
         self._table_checked = False
         if is_memory_sqlite(self._engine.url):
             self._table.metadata.create_all(self._engine)
@@ -315,22 +317,23 @@ class SQLAlchemyTokenStore(TokenStore):  # type: ignore[misc]  # the SDK is unty
         # other stores cannot read, and could not read the table's rows.
         table = self._table
         column = table.c.key_id
-        mine = column.not_in((*self._codec.key_ids, MIXED)) if self._codec.key_ids else true()
-        query = select(column).where(column.is_not(None), mine).limit(1)
+        not_mine = column.not_in((*self._codec.key_ids, MIXED)) if self._codec.key_ids else true()
+        query = select(column).where(column.is_not(None), not_mine).limit(1)
         sealed = self._run("save_token", lambda conn: conn.execute(query).scalar_one_or_none())
-        if sealed is not None and not self._codec.key_ids:
+        if sealed is None:
+            self._keys_checked = True
+            return
+        if not self._codec.key_ids:
             raise EncryptionError(
                 f"save_token: the table {table.name!r} holds encrypted rows (key {sealed}) and "
                 f"this store has no keys: set {KEYS_ENV_VAR}, or pass allow_plaintext=True "
                 "to write plaintext into it anyway"
             )
-        if sealed is not None:
-            raise EncryptionError(
-                f"save_token: the table {table.name!r} holds rows sealed with key {sealed}, "
-                f"which is not among this store's keys ({', '.join(self._codec.key_ids)}): "
-                "add it to the keys, after the current one; nothing was written"
-            )
-        self._keys_checked = True
+        raise EncryptionError(
+            f"save_token: the table {table.name!r} holds rows sealed with key {sealed}, "
+            f"which is not among this store's keys ({', '.join(self._codec.key_ids)}): "
+            "add it to the keys, after the current one; nothing was written"
+        )
 
     def _run(self, operation: str, work: Callable[[Connection], T], *, save: bool = False) -> T:
         """Run ``work`` with the retries and the error wrapping of retry.py."""
