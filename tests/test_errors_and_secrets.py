@@ -820,8 +820,19 @@ def test_a_mysql_url_without_a_database_is_refused() -> None:
             "invalid engine option or URL query value: ValueError: invalid literal for int() "
             "with base 10: 'abc'",
         ),
+        (
+            f"mysql://admin:{URL_PASSWORD}@db/tokens?read_timeout={URL_PASSWORD}",
+            "invalid engine option or URL query value: ValueError: invalid literal for int() "
+            "with base 10: '***'",
+        ),
     ],
-    ids=["misspelt-scheme", "http-scheme", "latin1-charset", "bad-query-value"],
+    ids=[
+        "misspelt-scheme",
+        "http-scheme",
+        "latin1-charset",
+        "bad-query-value",
+        "query-value-quoting-the-password",
+    ],
 )
 def test_a_url_the_store_cannot_use_is_refused_at_once_naming_the_problem(
     url: str, message: str

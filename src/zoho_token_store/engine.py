@@ -180,9 +180,14 @@ def make_engine(url: URL, **options: Any) -> Engine:
         ) from None
     except (TypeError, ValueError) as exc:
         # An engine option or a URL query value the driver cannot take. The
-        # message names the option; it never holds the URL or its password.
+        # message names the option; should it ever quote the password, the
+        # password is masked.
+        detail = str(exc)
+        if url.password:
+            detail = detail.replace(str(url.password), "***")
         raise TokenStoreError(
-            f"invalid engine option or URL query value: {type(exc).__name__}: {exc}", cause=exc
+            f"invalid engine option or URL query value: {type(exc).__name__}: {detail}",
+            cause=exc,
         ) from None
     if backend == "sqlite" and not is_memory_sqlite(url):
         event.listen(engine, "connect", _tune_sqlite_file)
